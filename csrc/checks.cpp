@@ -1,0 +1,89 @@
+#include "checks.h"
+
+#include <c10/util/irange.h>
+
+#include <sstream>
+
+#include "s_ste/layout_sm80.cuh"
+#include "s_ste/layout_sm90.cuh"
+
+namespace s_ste {
+
+namespace {
+std::string dtype_list(std::initializer_list<c10::ScalarType> allowed) {
+  std::ostringstream os;
+  const char* sep = "";
+  for (auto t : allowed) {
+    os << sep << c10::toString(t);
+    sep = ", ";
+  }
+  return os.str();
+}
+}  // namespace
+
+Layout parse_layout(const char* op, std::string_view layout) {
+  if (layout == "sm80") return Layout::kSm80;
+  if (layout == "sm90") return Layout::kSm90;
+  TORCH_CHECK_VALUE(false, op, ": layout must be \"sm80\" or \"sm90\", got \"", layout, "\"");
+}
+
+void check_tensor(const char* op, const char* name, const at::Tensor& t,
+                  std::initializer_list<c10::ScalarType> allowed) {
+  bool ok = false;
+  for (auto s : allowed) ok = ok || t.scalar_type() == s;
+  TORCH_CHECK_TYPE(ok, op, ": ", name, " must have dtype ", dtype_list(allowed), ", got ",
+                   t.scalar_type());
+  TORCH_CHECK_VALUE(t.is_contiguous(), op, ": ", name, " must be contiguous (call .contiguous())");
+}
+
+void check_same_device(const char* op, const char* name, const at::Tensor& t, const char* ref_name,
+                       const at::Tensor& ref) {
+  TORCH_CHECK_VALUE(t.device() == ref.device(), op, ": ", name, " is on ", t.device(), " but ",
+                    ref_name, " is on ", ref.device(), "; move them to one device");
+}
+
+void check_last_dim(const char* op, const char* name, const at::Tensor& t, int64_t multiple,
+                    const char* why) {
+  TORCH_CHECK_VALUE(t.dim() >= 1, op, ": ", name, " must have at least one dimension");
+  const int64_t K = t.size(-1);
+  TORCH_CHECK_VALUE(K > 0 && K % multiple == 0, op, ": ", name,
+                    ".shape[-1] must be a positive multiple of ", multiple, " (", why, "), got ",
+                    K);
+}
+
+void check_dim(const char* op, const char* name, const at::Tensor& t, int64_t dim) {
+  TORCH_CHECK_VALUE(t.dim() == dim, op, ": ", name, " must be ", dim, "-D, got shape ",
+                    t.sizes());
+}
+
+void check_compress_shape(const char* op, Layout layout, int64_t rows, int64_t K) {
+  if (layout == Layout::kSm80) {
+    TORCH_CHECK_VALUE(rows > 0 && rows % sm80::kRowAlign == 0, op,
+                      ": layout \"sm80\" needs the row count (out_features) to be a multiple of ",
+                      sm80::kRowAlign, " (CUTLASS SM80 int16 metadata), got ", rows);
+    TORCH_CHECK_VALUE(K % sm80::kKAlign == 0, op,
+                      ": layout \"sm80\" needs K (in_features) to be a multiple of ",
+                      sm80::kKAlign, ", got ", K);
+  } else {
+    TORCH_CHECK_VALUE(rows > 0, op, ": layout \"sm90\" needs at least one row");
+    TORCH_CHECK_VALUE(K % sm90::values_k_align(16) == 0, op,
+                      ": layout \"sm90\" needs K (in_features) to be a multiple of ",
+                      sm90::values_k_align(16), " for 16-bit values, got ", K);
+  }
+}
+
+c10::ScalarType meta_dtype(Layout layout) {
+  return layout == Layout::kSm80 ? c10::kShort : c10::kByte;
+}
+
+int64_t meta_elements(Layout layout, int64_t rows, int64_t K, c10::ScalarType value_dtype) {
+  if (layout == Layout::kSm80) return rows * (K / 16);
+  return sm90::meta_bytes(rows, K, int(8 * c10::elementSize(value_dtype)));
+}
+
+void check_group_input(const char* op, const char* name, const at::Tensor& t) {
+  check_tensor(op, name, t, {c10::kFloat, c10::kBFloat16, c10::kHalf});
+  check_last_dim(op, name, t, 4, "2:4 groups run along the last dimension");
+}
+
+}  // namespace s_ste

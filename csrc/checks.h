@@ -1,0 +1,46 @@
+// Argument checks shared by the CPU and CUDA implementations of every op. Each error
+// names the op and the argument, and every check runs before any kernel launch: a bad
+// input must never reach a kernel as an illegal address or a silently wrong answer.
+#pragma once
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+namespace s_ste {
+
+enum class Layout { kSm80, kSm90 };
+
+Layout parse_layout(const char* op, std::string_view layout);
+
+// Calls body(std::true_type) for the SM80 layout, body(std::false_type) for SM90, so a
+// kernel templated on the layout is instantiated for both and chosen at run time.
+template <typename Body>
+void with_layout(Layout layout, Body&& body) {
+  if (layout == Layout::kSm80) body(std::true_type{});
+  else body(std::false_type{});
+}
+
+// dtype ∈ allowed, contiguous, on `device` if given.
+void check_tensor(const char* op, const char* name, const at::Tensor& t,
+                  std::initializer_list<c10::ScalarType> allowed);
+void check_same_device(const char* op, const char* name, const at::Tensor& t, const char* ref_name,
+                       const at::Tensor& ref);
+// Last dimension a positive multiple of `multiple` (4 for groups; more for a layout).
+void check_last_dim(const char* op, const char* name, const at::Tensor& t, int64_t multiple,
+                    const char* why);
+void check_dim(const char* op, const char* name, const at::Tensor& t, int64_t dim);
+
+// The value dtypes each layout holds, and the shape rules CUTLASS sets for it.
+void check_compress_shape(const char* op, Layout layout, int64_t rows, int64_t K);
+int64_t meta_elements(Layout layout, int64_t rows, int64_t K, c10::ScalarType value_dtype);
+c10::ScalarType meta_dtype(Layout layout);
+
+// The shared checks of an element-wise group op (soft/hard threshold, β, MVUE): float32,
+// bfloat16 or float16, contiguous, last dimension a multiple of 4.
+void check_group_input(const char* op, const char* name, const at::Tensor& t);
+
+}  // namespace s_ste

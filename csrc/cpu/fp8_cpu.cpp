@@ -1,0 +1,44 @@
+// CPU kernel of quantize_fp8: amax, finiteness check, saturating round to FP8.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cmath>
+
+#include "../plans.h"
+#include "s_ste/fp8.cuh"
+
+namespace s_ste {
+namespace {
+
+std::tuple<at::Tensor, at::Tensor> quantize_fp8_cpu(const at::Tensor& x_in, c10::ScalarType dtype) {
+  QuantizePlan p = plan_quantize(x_in, dtype);
+  const fp8::Format fmt = p.e4m3 ? fp8::kE4M3 : fp8::kE5M2;
+  const int64_t n = p.x.numel();
+  float scale = 1.0f;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.x.scalar_type(), "quantize_fp8_cpu", [&] {
+    const scalar_t* x = p.x.data_ptr<scalar_t>();
+    float amax = 0.0f;
+    bool finite = true;
+    for (int64_t i = 0; i < n; ++i) {
+      const float v = static_cast<float>(x[i]);
+      finite = finite && std::isfinite(v);
+      amax = std::max(amax, std::fabs(v));
+    }
+    TORCH_CHECK_VALUE(finite, "quantize_fp8: x contains NaN or Inf; FP8 scaling needs a finite amax "
+                      "(check for overflow before quantizing)");
+    scale = fp8::scale_for_amax(amax, fmt);
+    uint8_t* q = reinterpret_cast<uint8_t*>(p.q.data_ptr());
+    at::parallel_for(0, n, 4096, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) q[i] = fp8::encode(mul_rn(static_cast<float>(x[i]), scale), fmt);
+    });
+  });
+  return {p.q, at::scalar_tensor(1.0f / scale, p.x.options().dtype(at::kFloat))};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(s_ste, CPU, m) { m.impl("quantize_fp8", &quantize_fp8_cpu); }
+
+}  // namespace s_ste

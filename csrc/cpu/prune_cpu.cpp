@@ -1,0 +1,85 @@
+// CPU kernels of the pruning ops: loops over groups / metadata units calling the shared
+// per-element math (the oracle the CUDA kernels are compared with, bit for bit).
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "../plans.h"
+#include "s_ste/compress.cuh"
+
+namespace s_ste {
+namespace {
+
+constexpr int64_t kGrain = 2048;
+
+template <bool Soft>
+std::tuple<at::Tensor, at::Tensor> threshold_cpu(const at::Tensor& w_in) {
+  PrunePlan p = plan_prune(Soft ? "soft_threshold_24" : "hard_threshold_24", w_in);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.w.scalar_type(), "threshold_cpu", [&] {
+    const scalar_t* w = p.w.data_ptr<scalar_t>();
+    scalar_t* out = p.pruned.data_ptr<scalar_t>();
+    bool* mask = p.mask.data_ptr<bool>();
+    at::parallel_for(0, p.groups, kGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t g = begin; g < end; ++g) {
+        float v[4];
+        for (int i = 0; i < 4; ++i) v[i] = static_cast<float>(w[4 * g + i]);
+        const Pruned24 r = prune_group(v, Soft);
+        for (int i = 0; i < 4; ++i) {
+          out[4 * g + i] = static_cast<scalar_t>(r.value[i]);
+          mask[4 * g + i] = i == r.i0 || i == r.i1;
+        }
+      }
+    });
+  });
+  return {p.pruned, p.mask};
+}
+
+std::tuple<at::Tensor, at::Tensor> prune_and_compress_cpu(const at::Tensor& w_in, const at::Tensor& scale,
+                                                          c10::string_view layout,
+                                                          std::optional<c10::ScalarType> out_dtype) {
+  CompressPlan p = plan_compress(w_in, scale, layout, out_dtype);
+  const float beta = p.scale.item<float>();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.w.scalar_type(), "compress_in", [&] {
+    using In = scalar_t;
+    AT_DISPATCH_REDUCED_FLOATING_TYPES(p.values.scalar_type(), "compress_out", [&] {
+      with_layout(p.layout, [&](auto sm80) {
+        constexpr bool kSm80 = decltype(sm80)::value;
+        const In* w = p.w.data_ptr<In>();
+        scalar_t* values = p.values.data_ptr<scalar_t>();
+        void* meta = p.meta.data_ptr();
+        at::parallel_for(0, p.rows * p.K / kUnitCols<kSm80>, kGrain / 4, [&](int64_t b, int64_t e) {
+          for (int64_t u = b; u < e; ++u) compress_unit<kSm80>(w, values, meta, p.rows, p.K, u, beta);
+        });
+      });
+    });
+  });
+  return {p.values, p.meta};
+}
+
+at::Tensor decompress_cpu(const at::Tensor& values_in, const at::Tensor& meta_in, c10::string_view layout) {
+  DecompressPlan p = plan_decompress(values_in, meta_in, layout);
+  AT_DISPATCH_REDUCED_FLOATING_TYPES(p.values.scalar_type(), "decompress_cpu", [&] {
+    with_layout(p.layout, [&](auto sm80) {
+      constexpr bool kSm80 = decltype(sm80)::value;
+      const scalar_t* values = p.values.data_ptr<scalar_t>();
+      const void* meta = p.meta.data_ptr();
+      scalar_t* out = p.dense.data_ptr<scalar_t>();
+      at::parallel_for(0, p.rows * p.K / kUnitCols<kSm80>, kGrain / 4, [&](int64_t b, int64_t e) {
+        for (int64_t u = b; u < e; ++u) decompress_unit<kSm80>(values, meta, out, p.rows, p.K, u);
+      });
+    });
+  });
+  return p.dense;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(s_ste, CPU, m) {
+  m.impl("soft_threshold_24", &threshold_cpu<true>);
+  m.impl("hard_threshold_24", &threshold_cpu<false>);
+  m.impl("prune_and_compress", &prune_and_compress_cpu);
+  m.impl("decompress", &decompress_cpu);
+}
+
+}  // namespace s_ste

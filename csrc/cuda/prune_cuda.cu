@@ -1,0 +1,103 @@
+// CUDA kernels of the pruning ops: one thread per group or metadata unit, calling the
+// same per-element math as the CPU kernels (csrc/cpu/prune_cpu.cpp), so the results are
+// identical bit for bit. Issue 3 replaces these with fused, vectorised kernels.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <torch/library.h>
+
+#include "../plans.h"
+#include "launch.cuh"
+#include "s_ste/compress.cuh"
+
+namespace s_ste {
+namespace {
+
+template <typename T, bool Soft>
+__global__ void threshold_kernel(const T* __restrict__ w, T* __restrict__ out, bool* __restrict__ mask,
+                                 int64_t groups) {
+  S_STE_GRID_STRIDE(g, groups) {
+    float v[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) v[i] = static_cast<float>(w[4 * g + i]);
+    const Pruned24 r = prune_group(v, Soft);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      out[4 * g + i] = static_cast<T>(r.value[i]);
+      mask[4 * g + i] = i == r.i0 || i == r.i1;
+    }
+  }
+}
+
+template <bool Sm80, typename In, typename Out>
+__global__ void compress_kernel(const In* __restrict__ w, const float* __restrict__ scale, Out* __restrict__ values,
+                                void* __restrict__ meta, int64_t rows, int64_t K) {
+  const float beta = *scale;
+  S_STE_GRID_STRIDE(u, rows * K / kUnitCols<Sm80>) { compress_unit<Sm80>(w, values, meta, rows, K, u, beta); }
+}
+
+template <bool Sm80, typename T>
+__global__ void decompress_kernel(const T* __restrict__ values, const void* __restrict__ meta, T* __restrict__ out,
+                                  int64_t rows, int64_t K) {
+  S_STE_GRID_STRIDE(u, rows * K / kUnitCols<Sm80>) { decompress_unit<Sm80>(values, meta, out, rows, K, u); }
+}
+
+template <bool Soft>
+std::tuple<at::Tensor, at::Tensor> threshold_cuda(const at::Tensor& w_in) {
+  PrunePlan p = plan_prune(Soft ? "soft_threshold_24" : "hard_threshold_24", w_in);
+  const c10::cuda::CUDAGuard guard(p.w.device());
+  auto stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.w.scalar_type(), "threshold_cuda", [&] {
+    threshold_kernel<scalar_t, Soft><<<cuda::grid_for(p.groups), cuda::kThreads, 0, stream>>>(
+        p.w.data_ptr<scalar_t>(), p.pruned.data_ptr<scalar_t>(), p.mask.data_ptr<bool>(), p.groups);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return {p.pruned, p.mask};
+}
+
+std::tuple<at::Tensor, at::Tensor> prune_and_compress_cuda(const at::Tensor& w_in, const at::Tensor& scale,
+                                                           c10::string_view layout,
+                                                           std::optional<c10::ScalarType> out_dtype) {
+  CompressPlan p = plan_compress(w_in, scale, layout, out_dtype);
+  const c10::cuda::CUDAGuard guard(p.w.device());
+  auto stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.w.scalar_type(), "compress_in", [&] {
+    using In = scalar_t;
+    AT_DISPATCH_REDUCED_FLOATING_TYPES(p.values.scalar_type(), "compress_out", [&] {
+      with_layout(p.layout, [&](auto sm80) {
+        constexpr bool kSm80 = decltype(sm80)::value;
+        compress_kernel<kSm80, In, scalar_t>
+            <<<cuda::grid_for(p.rows * p.K / kUnitCols<kSm80>), cuda::kThreads, 0, stream>>>(
+                p.w.data_ptr<In>(), p.scale.data_ptr<float>(), p.values.data_ptr<scalar_t>(), p.meta.data_ptr(),
+                p.rows, p.K);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
+    });
+  });
+  return {p.values, p.meta};
+}
+
+at::Tensor decompress_cuda(const at::Tensor& values_in, const at::Tensor& meta_in, c10::string_view layout) {
+  DecompressPlan p = plan_decompress(values_in, meta_in, layout);
+  const c10::cuda::CUDAGuard guard(p.values.device());
+  auto stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_REDUCED_FLOATING_TYPES(p.values.scalar_type(), "decompress_cuda", [&] {
+    with_layout(p.layout, [&](auto sm80) {
+      constexpr bool kSm80 = decltype(sm80)::value;
+      decompress_kernel<kSm80, scalar_t><<<cuda::grid_for(p.rows * p.K / kUnitCols<kSm80>), cuda::kThreads, 0, stream>>>(
+          p.values.data_ptr<scalar_t>(), p.meta.data_ptr(), p.dense.data_ptr<scalar_t>(), p.rows, p.K);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  });
+  return p.dense;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(s_ste, CUDA, m) {
+  m.impl("soft_threshold_24", &threshold_cuda<true>);
+  m.impl("hard_threshold_24", &threshold_cuda<false>);
+  m.impl("prune_and_compress", &prune_and_compress_cuda);
+  m.impl("decompress", &decompress_cuda);
+}
+
+}  // namespace s_ste

@@ -1,0 +1,110 @@
+// Prune + scale + compress of one metadata unit (the groups that share one metadata
+// element), and its inverse. The CPU kernel loops over units, the CUDA kernel runs one
+// thread per unit; both call these, so the bytes they write are the same by construction.
+// Element types are template parameters (c10::Half, c10::BFloat16, float): anything that
+// converts to and from float.
+#pragma once
+#include <cstdint>
+
+#include "hd.cuh"
+#include "layout_sm80.cuh"
+#include "layout_sm90.cuh"
+#include "soft_threshold.cuh"
+
+namespace s_ste {
+
+// Prune `groups` consecutive groups of row `in` starting at element 4*g0, scale by beta,
+// write their kept values to `values_row` (two per group) and return their codes packed
+// low nibble first.
+template <int Groups, typename In, typename Out>
+S_STE_HD uint32_t prune_compress_groups(const In* in, Out* values_row, int64_t g0, float beta,
+                                        bool soft) {
+  uint32_t packed = 0;
+S_STE_UNROLL
+  for (int s = 0; s < Groups; ++s) {
+    const int64_t g = g0 + s;
+    float w[4];
+S_STE_UNROLL
+    for (int i = 0; i < 4; ++i) w[i] = static_cast<float>(in[4 * g + i]);
+    const Pruned24 p = prune_group(w, soft);
+    values_row[2 * g] = static_cast<Out>(mul_rn(p.value[p.i0], beta));
+    values_row[2 * g + 1] = static_cast<Out>(mul_rn(p.value[p.i1], beta));
+    packed |= code24(p.i0, p.i1) << (4 * s);
+  }
+  return packed;
+}
+
+// Scatter `groups` groups' values back to dense positions according to their codes.
+template <int Groups, typename T>
+S_STE_HD void decompress_groups(const T* values_row, uint32_t packed, T* out_row, int64_t g0) {
+S_STE_UNROLL
+  for (int s = 0; s < Groups; ++s) {
+    const int64_t g = g0 + s;
+    int i0, i1;
+    decode24((packed >> (4 * s)) & 0xFu, i0, i1);
+S_STE_UNROLL
+    for (int i = 0; i < 4; ++i) out_row[4 * g + i] = static_cast<T>(0.0f);
+    out_row[4 * g + i0] = values_row[2 * g];
+    out_row[4 * g + i1] = values_row[2 * g + 1];
+  }
+}
+
+// SM80: one int16 metadata element = 4 groups (16 logical columns).
+template <typename In, typename Out>
+S_STE_HD void compress_unit_sm80(const In* w, Out* values, int16_t* meta, int64_t rows, int64_t K,
+                                 int64_t r, int64_t c, float beta, bool soft) {
+  const uint32_t packed =
+      prune_compress_groups<4>(w + r * K, values + r * (K / 2), 4 * c, beta, soft);
+  meta[sm80::meta_offset(r, c, rows)] = static_cast<int16_t>(static_cast<uint16_t>(packed));
+}
+
+template <typename T>
+S_STE_HD void decompress_unit_sm80(const T* values, const int16_t* meta, T* out, int64_t rows,
+                                   int64_t K, int64_t r, int64_t c) {
+  const uint32_t packed = static_cast<uint16_t>(meta[sm80::meta_offset(r, c, rows)]);
+  decompress_groups<4>(values + r * (K / 2), packed, out + r * K, 4 * c);
+}
+
+// SM90: one metadata byte = 2 groups (8 logical columns); k8 indexes those byte columns.
+template <typename In, typename Out>
+S_STE_HD void compress_unit_sm90(const In* w, Out* values, uint8_t* meta, int64_t rows, int64_t K,
+                                 int64_t r, int64_t k8, float beta, bool soft) {
+  const uint32_t packed =
+      prune_compress_groups<2>(w + r * K, values + r * (K / 2), 2 * k8, beta, soft);
+  meta[sm90::meta_byte_offset(r, k8, rows, K, int(8 * sizeof(Out)))] = static_cast<uint8_t>(packed);
+}
+
+template <typename T>
+S_STE_HD void decompress_unit_sm90(const T* values, const uint8_t* meta, T* out, int64_t rows,
+                                   int64_t K, int64_t r, int64_t k8) {
+  const uint32_t packed = meta[sm90::meta_byte_offset(r, k8, rows, K, int(8 * sizeof(T)))];
+  decompress_groups<2>(values + r * (K / 2), packed, out + r * K, 2 * k8);
+}
+
+// One entry point per direction for both layouts, indexed by a flat unit number u in
+// [0, rows * K / UnitCols): the CPU and CUDA loops run the same body.
+template <bool Sm80>
+constexpr int kUnitCols = Sm80 ? 16 : 8;  // logical columns covered by one metadata element
+
+template <bool Sm80, typename In, typename Out>
+S_STE_HD void compress_unit(const In* w, Out* values, void* meta, int64_t rows, int64_t K, int64_t u,
+                            float beta) {
+  const int64_t cols = K / kUnitCols<Sm80>, r = u / cols, c = u % cols;
+  if constexpr (Sm80) {
+    compress_unit_sm80(w, values, static_cast<int16_t*>(meta), rows, K, r, c, beta, true);
+  } else {
+    compress_unit_sm90(w, values, static_cast<uint8_t*>(meta), rows, K, r, c, beta, true);
+  }
+}
+
+template <bool Sm80, typename T>
+S_STE_HD void decompress_unit(const T* values, const void* meta, T* out, int64_t rows, int64_t K, int64_t u) {
+  const int64_t cols = K / kUnitCols<Sm80>, r = u / cols, c = u % cols;
+  if constexpr (Sm80) {
+    decompress_unit_sm80(values, static_cast<const int16_t*>(meta), out, rows, K, r, c);
+  } else {
+    decompress_unit_sm90(values, static_cast<const uint8_t*>(meta), out, rows, K, r, c);
+  }
+}
+
+}  // namespace s_ste

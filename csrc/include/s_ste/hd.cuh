@@ -1,0 +1,72 @@
+// Portability macros for the per-element math headers: the same source compiles as
+// __host__ __device__ code under nvcc and as plain C++ under the host compiler, so the
+// CPU kernels, the CUDA kernels and the C++ tests all run one implementation.
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define S_STE_HD __host__ __device__ __forceinline__
+#define S_STE_UNROLL _Pragma("unroll")
+#else
+#define S_STE_HD inline
+#define S_STE_UNROLL
+#endif
+
+namespace s_ste {
+
+// Rounded float32 arithmetic that nvcc may not contract into an FMA: the CPU and CUDA
+// paths must produce the same bits, and a fused multiply-add rounds once where the
+// host rounds twice.
+S_STE_HD float mul_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+S_STE_HD float add_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+S_STE_HD float sub_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+S_STE_HD float div_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fdiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
+
+S_STE_HD uint32_t float_bits(float x) {
+#if defined(__CUDA_ARCH__)
+  return uint32_t(__float_as_uint(x));
+#else
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return u;
+#endif
+}
+
+S_STE_HD float bits_float(uint32_t u) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(u);
+#else
+  float x;
+  std::memcpy(&x, &u, sizeof x);
+  return x;
+#endif
+}
+
+S_STE_HD float quiet_nan() { return bits_float(0x7fc00000u); }
+
+}  // namespace s_ste

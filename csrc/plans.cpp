@@ -1,0 +1,71 @@
+#include "plans.h"
+
+#include <ATen/ATen.h>
+
+namespace s_ste {
+
+PrunePlan plan_prune(const char* op, const at::Tensor& w) {
+  check_group_input(op, "w", w);
+  return {w, at::empty_like(w), at::empty(w.sizes(), w.options().dtype(at::kBool)),
+          w.numel() / 4};
+}
+
+CompressPlan plan_compress(const at::Tensor& w, const at::Tensor& scale, std::string_view layout,
+                           std::optional<c10::ScalarType> out_dtype) {
+  constexpr const char* op = "prune_and_compress";
+  const Layout lay = parse_layout(op, layout);
+  check_tensor(op, "w", w, {c10::kFloat, c10::kBFloat16, c10::kHalf});
+  check_dim(op, "w", w, 2);
+  check_last_dim(op, "w", w, 4, "2:4 groups run along in_features");
+  check_tensor(op, "scale", scale, {c10::kFloat});
+  TORCH_CHECK_VALUE(scale.numel() == 1, op, ": scale must hold one element (the per-tensor beta), got shape ",
+                    scale.sizes());
+  check_same_device(op, "scale", scale, "w", w);
+  const c10::ScalarType out = out_dtype.value_or(w.scalar_type());
+  TORCH_CHECK_TYPE(out == c10::kBFloat16 || out == c10::kHalf, op,
+                   ": out_dtype must be torch.bfloat16 or torch.float16 (CUTLASS's float32 sparse "
+                   "GEMMs are 1:2, not 2:4), got ", out,
+                   out_dtype ? "" : " (from w; pass out_dtype= for a float32 weight)");
+  const int64_t rows = w.size(0), K = w.size(1);
+  check_compress_shape(op, lay, rows, K);
+  auto values = at::empty({rows, K / 2}, w.options().dtype(out));
+  // SM90 metadata has padding that CUTLASS expects zeroed; SM80 is written in full.
+  auto meta_opts = w.options().dtype(meta_dtype(lay));
+  const int64_t n_meta = meta_elements(lay, rows, K, out);
+  auto meta = lay == Layout::kSm80 ? at::empty({rows, K / 16}, meta_opts)
+                                   : at::zeros({n_meta}, meta_opts);
+  return {w, scale, values, meta, lay, rows, K};
+}
+
+DecompressPlan plan_decompress(const at::Tensor& values, const at::Tensor& meta,
+                               std::string_view layout) {
+  constexpr const char* op = "decompress";
+  const Layout lay = parse_layout(op, layout);
+  check_tensor(op, "values", values, {c10::kBFloat16, c10::kHalf});
+  check_dim(op, "values", values, 2);
+  check_tensor(op, "meta", meta, {meta_dtype(lay)});
+  check_same_device(op, "meta", meta, "values", values);
+  const int64_t rows = values.size(0), K = 2 * values.size(1);
+  check_compress_shape(op, lay, rows, K);
+  const int64_t n_meta = meta_elements(lay, rows, K, values.scalar_type());
+  TORCH_CHECK_VALUE(meta.numel() == n_meta, op, ": meta has ", meta.numel(),
+                    " elements but values of shape ", values.sizes(), " in layout \"", layout,
+                    "\" need ", n_meta);
+  return {values, meta, at::empty({rows, K}, values.options()), lay, rows, K};
+}
+
+MvuePlan plan_mvue(const at::Tensor& g, int64_t seed, int64_t offset) {
+  check_group_input("mvue_24", "g", g);
+  return {g, at::empty_like(g), g.numel() / 4, static_cast<uint64_t>(seed),
+          static_cast<uint64_t>(offset)};
+}
+
+QuantizePlan plan_quantize(const at::Tensor& x, c10::ScalarType dtype) {
+  constexpr const char* op = "quantize_fp8";
+  check_tensor(op, "x", x, {c10::kFloat, c10::kBFloat16, c10::kHalf});
+  TORCH_CHECK_TYPE(dtype == c10::kFloat8_e4m3fn || dtype == c10::kFloat8_e5m2, op,
+                   ": dtype must be torch.float8_e4m3fn or torch.float8_e5m2, got ", dtype);
+  return {x, at::empty(x.sizes(), x.options().dtype(dtype)), dtype == c10::kFloat8_e4m3fn};
+}
+
+}  // namespace s_ste

@@ -1,0 +1,49 @@
+// Per-op argument checks and output allocation, shared by the CPU and CUDA kernels: each
+// backend receives a checked "plan" and only runs its loop.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <optional>
+#include <string_view>
+#include <tuple>
+
+#include "checks.h"
+
+namespace s_ste {
+
+struct PrunePlan {  // soft_threshold_24 / hard_threshold_24
+  at::Tensor w, pruned, mask;
+  int64_t groups;
+};
+PrunePlan plan_prune(const char* op, const at::Tensor& w);
+
+struct CompressPlan {  // prune_and_compress
+  at::Tensor w, scale, values, meta;
+  Layout layout;
+  int64_t rows, K;
+};
+CompressPlan plan_compress(const at::Tensor& w, const at::Tensor& scale, std::string_view layout,
+                           std::optional<c10::ScalarType> out_dtype);
+
+struct DecompressPlan {  // decompress
+  at::Tensor values, meta, dense;
+  Layout layout;
+  int64_t rows, K;
+};
+DecompressPlan plan_decompress(const at::Tensor& values, const at::Tensor& meta,
+                               std::string_view layout);
+
+struct MvuePlan {  // mvue_24
+  at::Tensor g, out;
+  int64_t groups;
+  uint64_t seed, offset;
+};
+MvuePlan plan_mvue(const at::Tensor& g, int64_t seed, int64_t offset);
+
+struct QuantizePlan {  // quantize_fp8
+  at::Tensor x, q;
+  bool e4m3;
+};
+QuantizePlan plan_quantize(const at::Tensor& x, c10::ScalarType dtype);
+
+}  // namespace s_ste

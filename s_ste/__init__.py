@@ -1,0 +1,41 @@
+"""s-ste: S-STE 2:4 sparse pre-training (Hu, Zhu, Chen, NeurIPS 2024) on NVIDIA sparse tensor cores.
+
+Ops (CPU and CUDA kernels in the `s_ste_cuda` extension, exact definitions in
+docs/numerics.md; the same names in `s_ste.reference`, the pure-PyTorch oracle):
+soft_threshold_24, hard_threshold_24, scale_factor, prune_and_compress, decompress,
+mvue_24, quantize_fp8, sparse_linear. Layers: `s_ste.nn.SparseLinear`, `sparsify`,
+`to_inference`. Importing the package does not initialise CUDA.
+"""
+from . import reference
+from .nn import SparseLinear
+from .ops import (
+    LAYOUTS,
+    built_with_cuda,
+    decompress,
+    hard_threshold_24,
+    mvue_24,
+    prune_and_compress,
+    quantize_fp8,
+    scale_factor,
+    soft_threshold_24,
+    sparse_linear,
+)
+from .sparsify import sparsify, to_inference
+
+__all__ = [
+    "LAYOUTS",
+    "SparseLinear",
+    "built_with_cuda",
+    "decompress",
+    "hard_threshold_24",
+    "mvue_24",
+    "prune_and_compress",
+    "quantize_fp8",
+    "reference",
+    "scale_factor",
+    "soft_threshold_24",
+    "sparse_linear",
+    "sparsify",
+    "to_inference",
+]
+__version__ = "0.1.0"

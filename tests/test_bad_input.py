@@ -1,0 +1,68 @@
+"""Every op rejects bad input with an error naming the op and the argument, before any kernel runs."""
+import pytest
+import torch
+
+import s_ste
+
+from conftest import randn
+
+W = randn(64, 64, seed=1)
+BETA = torch.tensor(1.0)
+
+
+@pytest.mark.parametrize(
+    "call,exc,pattern",
+    [
+        (lambda: s_ste.soft_threshold_24(W.double()), TypeError, r"soft_threshold_24: w must have dtype"),
+        (lambda: s_ste.soft_threshold_24(W[:, :6]), ValueError, r"soft_threshold_24: w must be contiguous"),
+        (lambda: s_ste.soft_threshold_24(W[:, :6].contiguous()), ValueError, r"w.shape\[-1\] must be a positive multiple of 4"),
+        (lambda: s_ste.hard_threshold_24(W.int()), TypeError, r"hard_threshold_24: w must have dtype"),
+        (lambda: s_ste.scale_factor(W.t()), ValueError, r"scale_factor: w must be contiguous"),
+        (lambda: s_ste.prune_and_compress(W, BETA), TypeError, r"prune_and_compress: out_dtype must be .*pass out_dtype="),
+        (lambda: s_ste.prune_and_compress(W.half(), BETA, "sm70"), ValueError, r'prune_and_compress: layout must be "sm80" or "sm90"'),
+        (lambda: s_ste.prune_and_compress(W.half(), BETA.double()), TypeError, r"prune_and_compress: scale must have dtype"),
+        (lambda: s_ste.prune_and_compress(W.half(), torch.ones(2)), ValueError, r"prune_and_compress: scale must hold one element"),
+        (lambda: s_ste.prune_and_compress(W[:48].half(), BETA), ValueError, r"row count \(out_features\) to be a multiple of 32"),
+        (lambda: s_ste.prune_and_compress(randn(64, 48).half(), BETA), ValueError, r'layout "sm80" needs K .* multiple of 32'),
+        (lambda: s_ste.prune_and_compress(randn(64, 40).half(), BETA, "sm90"), ValueError, r'layout "sm90" needs K .* multiple of 16'),
+        (lambda: s_ste.prune_and_compress(W.half().view(2, 32, 64), BETA), ValueError, r"prune_and_compress: w must be 2-D"),
+        (lambda: s_ste.decompress(W.half()[:, :32].contiguous(), torch.zeros(64, 3, dtype=torch.int16)), ValueError, r"decompress: meta has 192 elements"),
+        (lambda: s_ste.decompress(W.half()[:, :32].contiguous(), torch.zeros(64, 4, dtype=torch.uint8)), TypeError, r"decompress: meta must have dtype"),
+        (lambda: s_ste.decompress(W[:, :32].contiguous(), torch.zeros(64, 4, dtype=torch.int16)), TypeError, r"decompress: values must have dtype"),
+        (lambda: s_ste.mvue_24(W.double(), 0), TypeError, r"mvue_24: g must have dtype"),
+        (lambda: s_ste.mvue_24(randn(4, 10), 0), ValueError, r"mvue_24: g.shape\[-1\] must be a positive multiple of 4"),
+        (lambda: s_ste.quantize_fp8(W, torch.float16), TypeError, r"quantize_fp8: dtype must be torch.float8_e4m3fn"),
+        (lambda: s_ste.quantize_fp8(W.t(), torch.float8_e4m3fn), ValueError, r"quantize_fp8: x must be contiguous"),
+        (lambda: s_ste.quantize_fp8(W.int(), torch.float8_e4m3fn), TypeError, r"quantize_fp8: x must have dtype"),
+    ],
+)
+def test_named_errors(call, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call()
+
+
+@pytest.fixture(scope="module")
+def compressed():
+    return s_ste.prune_and_compress(W.half(), BETA)
+
+
+def test_sparse_linear_errors(compressed):
+    values, meta = compressed
+    x = randn(4, 64, dtype=torch.float16)
+    with pytest.raises(TypeError, match=r"sparse_linear: x has dtype .*BFloat16.* values has dtype"):
+        s_ste.sparse_linear(x.bfloat16(), values, meta)
+    with pytest.raises(ValueError, match=r"sparse_linear: x.shape\[-1\] must equal in_features = 2 \* values.shape\[1\] = 64"):
+        s_ste.sparse_linear(x[:, :32], values, meta)
+    with pytest.raises(ValueError, match=r"sparse_linear: bias must have shape \[out_features\] = \[64\]"):
+        s_ste.sparse_linear(x, values, meta, torch.zeros(32, dtype=torch.float16))
+    with pytest.raises(TypeError, match=r"sparse_linear: bias must have dtype"):
+        s_ste.sparse_linear(x, values, meta, torch.zeros(64))
+    with pytest.raises(ValueError, match=r"decompress: meta has"):
+        s_ste.sparse_linear(x, values, meta[:, :2].contiguous())
+
+
+def test_layer_rejects_bad_configuration():
+    with pytest.raises(ValueError, match="recipe must be one of"):
+        s_ste.SparseLinear(16, 32, recipe="magnitude")
+    with pytest.raises(ValueError, match="in_features must be a multiple of 4"):
+        s_ste.SparseLinear(18, 32)

@@ -1,0 +1,162 @@
+"""CUDA kernels against the CPU kernels, bit for bit (skipped without a GPU).
+
+The CPU path is proven against the reference in test_ops_cpu.py; here the GPU proves it
+runs the same arithmetic. Outputs are allocated from poisoned memory so an element a
+kernel fails to write shows up as a mismatch."""
+import pytest
+import torch
+
+import s_ste
+
+from conftest import FLOAT_DTYPES, HALF_DTYPES, assert_bits_equal, randn, requires_cuda
+
+pytestmark = [requires_cuda, pytest.mark.cuda]
+
+SHAPES = [(32, 16), (64, 48), (96, 128), (130, 272), (1024, 1040), (4096, 4096)]
+
+
+def poison_allocator(nbytes=64 << 20):
+    """Fill a large block with 0xFF bytes and free it: the caching allocator hands the same
+    memory to the next outputs, so unwritten elements read as NaN / -1 codes."""
+    block = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
+    block.fill_(0xFF)
+    del block
+
+
+def both(fn, *tensors, **kwargs):
+    poison_allocator()
+    gpu = fn(*[t.cuda() if isinstance(t, torch.Tensor) else t for t in tensors], **kwargs)
+    torch.cuda.synchronize()
+    cpu = fn(*tensors, **kwargs)
+    return gpu, cpu
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_threshold(dtype, shape):
+    w = randn(*shape, dtype=dtype, seed=shape[1])
+    for fn in (s_ste.soft_threshold_24, s_ste.hard_threshold_24):
+        (gp, gm), (cp, cm) = both(fn, w)
+        assert_bits_equal(gp, cp, fn.__name__)
+        assert torch.equal(gm.cpu(), cm)
+
+
+COMPRESS_CASES = [("sm80", s) for s in [(32, 32), (64, 96), (96, 288), (1024, 1056), (4096, 4096)]] + [
+    ("sm90", s) for s in [(32, 16), (64, 48), (96, 272), (1000, 1040), (4096, 4096)]
+]
+
+
+@pytest.mark.parametrize("layout,shape", COMPRESS_CASES)
+@pytest.mark.parametrize("in_dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("out_dtype", HALF_DTYPES)
+def test_prune_and_compress_and_decompress(layout, shape, in_dtype, out_dtype):
+    w = randn(*shape, dtype=in_dtype, seed=shape[0])
+    beta = torch.tensor(0.8125)
+    (gv, gm), (cv, cm) = both(s_ste.prune_and_compress, w, beta, layout, out_dtype)
+    assert_bits_equal(gv, cv, "values")
+    assert_bits_equal(gm, cm, "meta")
+    gd, cd = both(s_ste.decompress, cv, cm, layout)
+    assert_bits_equal(gd, cd, "decompress")
+
+
+@pytest.mark.parametrize("layout", ["sm90"])
+@pytest.mark.parametrize("shape", [(1, 16), (72, 160), (130, 48)])
+def test_sm90_unaligned_rows(layout, shape):
+    w = randn(*shape, dtype=torch.bfloat16, seed=3)
+    (gv, gm), (cv, cm) = both(s_ste.prune_and_compress, w, torch.tensor(1.0), layout)
+    assert_bits_equal(gv, cv, "values")
+    assert_bits_equal(gm, cm, "meta (padding included)")
+
+
+def test_scale_factor():
+    w = randn(1024, 1024, seed=5)
+    g, c = both(s_ste.scale_factor, w)
+    assert g.item() == pytest.approx(c.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("shape", [(4, 8), (4096, 1024), (3, 5, 100)])
+def test_mvue(dtype, shape):
+    g = randn(*shape, dtype=dtype, seed=9)
+    for seed, offset in [(0, 0), (2**40 + 3, 2**35 + 9)]:
+        gpu, cpu = both(s_ste.mvue_24, g, seed, offset)
+        assert_bits_equal(gpu, cpu, "mvue")
+
+
+def test_mvue_unbiased_on_gpu():
+    g = randn(16, 64, seed=1).cuda()
+    draws = torch.stack([s_ste.mvue_24(g, seed, 0) for seed in range(4000)]).double()
+    mean, std = draws.mean(0), draws.std(0)
+    random = std > 0
+    z = (mean - g.double()).abs()[random] / (std[random] / 4000**0.5)
+    assert z.max() < 5.5
+
+
+@pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.float8_e5m2])
+@pytest.mark.parametrize("in_dtype", FLOAT_DTYPES)
+def test_quantize_fp8(dtype, in_dtype):
+    x = randn(777, 129, dtype=in_dtype, seed=4) * 7
+    (gq, gs), (cq, cs) = both(s_ste.quantize_fp8, x, dtype)
+    assert_bits_equal(gq, cq, "q")
+    assert_bits_equal(gs, cs, "scale_inv")
+    with pytest.raises(ValueError, match="x contains NaN or Inf"):
+        s_ste.quantize_fp8(torch.tensor([1.0, float("nan")], device="cuda"), dtype)
+
+
+@pytest.mark.parametrize("layout", ["sm80", "sm90"])
+def test_sparse_linear(layout):
+    w = randn(256, 512, seed=1)
+    x = randn(4, 64, 512, dtype=torch.bfloat16, seed=2)
+    b = randn(256, dtype=torch.bfloat16, seed=3)
+    values, meta = s_ste.prune_and_compress(w, s_ste.scale_factor(w), layout, torch.bfloat16)
+    gy, cy = both(s_ste.sparse_linear, x, values, meta, b, layout)
+    expect = x.double() @ s_ste.decompress(values, meta, layout).double().t() + b.double()
+    for y in (gy.cpu(), cy):
+        assert ((y.double() - expect).norm() / expect.norm()) < 1e-2
+
+
+def test_wrong_device_is_a_named_error():
+    w = randn(64, 64).half().cuda()
+    with pytest.raises(ValueError, match="prune_and_compress: scale is on cpu but w is on cuda"):
+        s_ste.prune_and_compress(w, torch.tensor(1.0))
+    values, meta = s_ste.prune_and_compress(w, torch.tensor(1.0, device="cuda"))
+    with pytest.raises(ValueError, match="decompress: meta is on cpu"):
+        s_ste.decompress(values, meta.cpu())
+    with pytest.raises(ValueError, match="sparse_linear: x is on cpu"):
+        s_ste.sparse_linear(torch.ones(2, 64, dtype=torch.half), values, meta)
+
+
+def test_opcheck_cuda():
+    from test_opcheck import ALL_UTILS, op_cases
+
+    for op, args, kwargs in op_cases("cuda"):
+        utils = tuple(u for u in ALL_UTILS if not (op is torch.ops.s_ste.quantize_fp8 and u == "test_aot_dispatch_dynamic"))
+        torch.library.opcheck(op, args, kwargs, test_utils=utils)
+
+
+def test_layer_on_gpu_matches_cpu():
+    torch.manual_seed(0)
+    cpu = s_ste.SparseLinear(256, 128, recipe="s-ste", mvue=True)
+    gpu = s_ste.SparseLinear(256, 128, recipe="s-ste", mvue=True).cuda()
+    gpu.load_state_dict(cpu.state_dict())
+    x, g = randn(64, 256, seed=1), randn(64, 128, seed=2)
+    xg = x.cuda().requires_grad_()
+    x.requires_grad_()
+    cpu(x).backward(g)
+    gpu(xg).backward(g.cuda())
+    assert torch.allclose(gpu.weight.grad.cpu(), cpu.weight.grad, rtol=1e-4, atol=1e-5)
+    assert torch.allclose(xg.grad.cpu(), x.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_to_inference_on_gpu():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(256, 512), torch.nn.GELU(), torch.nn.Linear(512, 256)).cuda().bfloat16()
+    s_ste.sparsify(model, recipe="s-ste")
+    x = randn(64, 256, dtype=torch.bfloat16, device="cuda", seed=1)
+    model.train()
+    model(x).float().sum().backward()
+    model.eval()
+    inference = s_ste.to_inference(model)
+    with torch.no_grad():
+        y, yi = model(x), inference(x)
+    assert ((y.double() - yi.double()).norm() / y.double().norm()) < 1e-2

@@ -1,0 +1,85 @@
+"""torch.library.opcheck on every op (schema, fake kernel, autograd registration, dispatch),
+and the fake kernels on meta tensors."""
+import pytest
+import torch
+
+import s_ste  # noqa: F401  (registers the ops)
+from s_ste import autograd as sa
+
+from conftest import randn
+
+ops = torch.ops.s_ste
+
+
+def op_cases(device="cpu"):
+    w = randn(64, 64, device=device, seed=1)
+    wb = w.bfloat16()
+    beta = torch.tensor(0.9, device=device)
+    v80, m80 = ops.prune_and_compress(wb, beta, "sm80")
+    v90, m90 = ops.prune_and_compress(wb, beta, "sm90")
+    x = randn(8, 64, dtype=torch.bfloat16, device=device, seed=2)
+    bias = randn(64, dtype=torch.bfloat16, device=device, seed=3)
+    rng = torch.tensor([3, 4], device=device)
+    return [
+        (ops.soft_threshold_24, (w,), {}),
+        (ops.hard_threshold_24, (wb,), {}),
+        (ops.scale_factor, (w,), {}),
+        (ops.prune_and_compress, (w, beta, "sm80", torch.bfloat16), {}),
+        (ops.prune_and_compress, (wb, beta, "sm90"), {}),
+        (ops.decompress, (v80, m80, "sm80"), {}),
+        (ops.decompress, (v90, m90, "sm90"), {}),
+        (ops.mvue_24, (w, 5, 6), {}),
+        (ops.quantize_fp8, (w, torch.float8_e4m3fn), {}),
+        (ops.quantize_fp8, (wb, torch.float8_e5m2), {}),
+        (ops.sparse_linear, (x, v80, m80, bias, "sm80"), {}),
+        (ops.sparse_linear, (x, v90, m90, None, "sm90"), {}),
+        (ops.sparse_weight, (w.clone().requires_grad_(), beta, "s-ste", 0.0), {}),
+        (ops.sparse_weight, (randn(32, 16, seed=4).requires_grad_(), beta, "sr-ste", 1e-2), {}),
+        (ops.sparse_linear_train, (x.float().requires_grad_(), w.detach().requires_grad_(), None, rng, True, False), {}),
+        (ops.sparse_linear_train_backward, (randn(8, 64, device=device), x.float(), w.detach(), rng, True, True), {}),
+    ]
+
+
+CASES = op_cases()
+ALL_UTILS = ("test_schema", "test_autograd_registration", "test_faketensor", "test_aot_dispatch_dynamic")
+
+
+@pytest.mark.parametrize("case", range(len(CASES)), ids=[f"{c[0]._qualified_op_name}-{i}" for i, c in enumerate(CASES)])
+def test_opcheck_cpu(case):
+    op, args, kwargs = CASES[case]
+    utils = ALL_UTILS
+    if op is ops.quantize_fp8:
+        # aot_dispatch_dynamic sums the outputs to test backward, and torch has no sum of FP8.
+        utils = tuple(u for u in ALL_UTILS if u != "test_aot_dispatch_dynamic")
+    torch.library.opcheck(op, args, kwargs, test_utils=utils)
+
+
+def test_every_op_has_an_opcheck_case():
+    defined = {name for name in dir(ops) if not name.startswith("_") and isinstance(getattr(ops, name), torch._ops.OpOverloadPacket)}
+    covered = {c[0]._qualified_op_name.split("::")[1] for c in CASES}
+    assert defined <= covered, f"ops without an opcheck case: {defined - covered}"
+
+
+def test_fake_kernels_on_meta():
+    w = torch.empty(96, 160, device="meta")
+    beta = torch.empty((), device="meta")
+    pruned, mask = s_ste.soft_threshold_24(w)
+    assert pruned.shape == w.shape and mask.dtype == torch.bool and pruned.device.type == "meta"
+    assert s_ste.scale_factor(w).shape == ()
+    v, m = s_ste.prune_and_compress(w, beta, "sm80", torch.float16)
+    assert v.shape == (96, 80) and v.dtype == torch.float16 and m.shape == (96, 10) and m.dtype == torch.int16
+    v, m = s_ste.prune_and_compress(w.bfloat16(), beta, "sm90")
+    assert m.shape == (128 * 256 // 8,) and m.dtype == torch.uint8
+    assert s_ste.decompress(v, m, "sm90").shape == (96, 160)
+    assert s_ste.mvue_24(w, 1, 2).shape == w.shape
+    q, s = s_ste.quantize_fp8(w, torch.float8_e5m2)
+    assert q.dtype == torch.float8_e5m2 and s.shape == ()
+    x = torch.empty(2, 7, 160, dtype=torch.bfloat16, device="meta")
+    assert s_ste.sparse_linear(x, v, m, None, "sm90").shape == (2, 7, 96)
+
+
+def test_fake_kernels_reject_bad_shapes_on_meta():
+    with pytest.raises(RuntimeError, match="multiple of 4"):
+        s_ste.soft_threshold_24(torch.empty(8, 6, device="meta"))
+    with pytest.raises(RuntimeError, match="layout"):
+        s_ste.decompress(torch.empty(32, 8, device="meta"), torch.empty(32, 1, device="meta"), "sm70")
