@@ -55,5 +55,6 @@ run_step "compute-sanitizer racecheck" 60 "$out/sanitizer.log" \
 for bench in bench/bench_*.py; do
   run_step "$(basename "$bench")" 120 "$out/bench.log" python "$bench"
 done
+mkdir -p bench/results
 tar -czf "$out/results.tar.gz" bench/results
 note "results: bench/results/ packed in results.tar.gz"
