@@ -15,6 +15,7 @@ from setuptools import setup
 ROOT = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(ROOT, "third_party"))
 from locate_cuda import find_cuda_home, pip_cuda_include_dirs  # noqa: E402
+from locate_cutlass import cutlass_include_dirs  # noqa: E402
 
 # Decide by the toolkit, never by torch.cuda.is_available(): build machines have no GPU.
 cuda_home = None if os.environ.get("S_STE_CPU_ONLY") == "1" else find_cuda_home()
@@ -31,7 +32,14 @@ def rel(paths):
 
 
 host_sources = rel(glob.glob(os.path.join(ROOT, "csrc", "*.cpp")) + glob.glob(os.path.join(ROOT, "csrc", "cpu", "*.cpp")))
-cuda_sources = rel(glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cu")))
+# CUDA-only sources: element-wise kernels, the sparse_linear GEMM dispatch, and the CUTLASS
+# GEMM instantiations (one per .cu, no torch headers) with their registry.
+cuda_sources = rel(
+    glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cu"))
+    + glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cpp"))
+    + glob.glob(os.path.join(ROOT, "csrc", "gemm", "*.cu"))
+    + glob.glob(os.path.join(ROOT, "csrc", "gemm", "*.cpp"))
+)
 include_dirs = [os.path.join(ROOT, "csrc", "include")]
 cxx_flags = ["-O3", "-std=c++20", "-ffp-contract=off"]
 
@@ -39,11 +47,11 @@ if cuda_home:
     extension = CUDAExtension(
         "s_ste_cuda",
         host_sources + cuda_sources,
-        include_dirs=include_dirs + pip_cuda_include_dirs(),
+        include_dirs=include_dirs + cutlass_include_dirs() + pip_cuda_include_dirs(),
         define_macros=[("S_STE_WITH_CUDA", "1")],
         extra_compile_args={
             "cxx": cxx_flags,
-            "nvcc": ["-O3", "-std=c++20", "--expt-relaxed-constexpr", "-lineinfo"],
+            "nvcc": ["-O3", "-DNDEBUG", "-std=c++20", "--expt-relaxed-constexpr", "-lineinfo"],
         },
     )
 else:

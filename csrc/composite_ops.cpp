@@ -1,13 +1,13 @@
-// Ops built from other ops, registered for CPU and CUDA alike until a fused kernel
-// replaces them: scale_factor (soft threshold + two float64 dot products) and
-// sparse_linear (decompress + dense GEMM; the CUTLASS sparse GEMM takes over on CUDA in
-// csrc/gemm/).
+// Ops built from other ops: scale_factor (soft threshold + two float64 dot products, CPU
+// and CUDA until a fused reduction replaces it) and the portable sparse_linear (decompress +
+// dense GEMM: the CPU kernel, and the CUDA fallback of sparse_linear_cuda.cpp).
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/library.h>
 
 #include "checks.h"
+#include "plans.h"
 
 namespace s_ste {
 namespace {
@@ -38,38 +38,31 @@ at::Tensor scale_factor_impl(const at::Tensor& w) {
   return at::where(den > 0, num / den, at::ones_like(den)).to(at::kFloat);
 }
 
-at::Tensor sparse_linear_impl(const at::Tensor& x, const at::Tensor& values, const at::Tensor& meta,
-                              const std::optional<at::Tensor>& bias, c10::string_view layout) {
-  constexpr const char* op = "sparse_linear";
-  check_tensor(op, "values", values, {c10::kBFloat16, c10::kHalf});
-  check_dim(op, "values", values, 2);
-  TORCH_CHECK_TYPE(x.scalar_type() == values.scalar_type(), op, ": x has dtype ", x.scalar_type(),
-                   " but values has dtype ", values.scalar_type(), "; they must match");
-  check_same_device(op, "x", x, "values", values);
-  TORCH_CHECK_VALUE(x.dim() >= 1 && x.size(-1) == 2 * values.size(1), op, ": x.shape[-1] must equal in_features = 2 * values.shape[1] = ",
-                    2 * values.size(1), ", got x of shape ", x.sizes());
-  if (bias) {
-    check_tensor(op, "bias", *bias, {values.scalar_type()});
-    check_same_device(op, "bias", *bias, "values", values);
-    TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == values.size(0), op,
-                      ": bias must have shape [out_features] = [", values.size(0), "], got ",
-                      bias->sizes());
-  }
+}  // namespace
+
+// The portable sparse_linear: decompress, then a dense GEMM. It is the CPU kernel, and
+// the CUDA fallback for shapes and devices no CUTLASS kernel takes (sparse_linear_cuda.cpp).
+at::Tensor sparse_linear_dense(const SparseLinearPlan& p, const at::Tensor& values, const at::Tensor& meta,
+                               const std::optional<at::Tensor>& bias, c10::string_view layout) {
   const c10::impl::ExcludeDispatchKeyGuard no_autograd(c10::autograd_dispatch_keyset);
   const at::Tensor w = call_decompress(values, meta, layout);
-  return at::linear(x, w, bias);
+  return at::linear(p.x2d, w, bias).view(p.out_sizes);
+}
+
+namespace {
+
+at::Tensor sparse_linear_cpu(const at::Tensor& x, const at::Tensor& values, const at::Tensor& meta,
+                             const std::optional<at::Tensor>& bias, c10::string_view layout) {
+  return sparse_linear_dense(plan_sparse_linear(x, values, meta, bias, layout), values, meta, bias, layout);
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(s_ste, CPU, m) {
   m.impl("scale_factor", &scale_factor_impl);
-  m.impl("sparse_linear", &sparse_linear_impl);
+  m.impl("sparse_linear", &sparse_linear_cpu);
 }
 
-TORCH_LIBRARY_IMPL(s_ste, CUDA, m) {
-  m.impl("scale_factor", &scale_factor_impl);
-  m.impl("sparse_linear", &sparse_linear_impl);
-}
+TORCH_LIBRARY_IMPL(s_ste, CUDA, m) { m.impl("scale_factor", &scale_factor_impl); }
 
 }  // namespace s_ste

@@ -6,6 +6,12 @@
 
 #include "s_ste/layout_sm90.cuh"
 
+#include <cstring>
+
+#ifdef S_STE_WITH_CUDA
+#include "gemm/sparse_gemm.h"
+#endif
+
 TORCH_LIBRARY(s_ste, m) {
   // The fake (meta) kernels are registered in Python: point torch at them.
   m.set_python_module("s_ste.ops");
@@ -41,7 +47,93 @@ PyObject* built_with_cuda(PyObject*, PyObject*) {
 #endif
 }
 
+#ifdef S_STE_WITH_CUDA
+const char* element_name(s_ste::gemm::Element e) {
+  switch (e) {
+    case s_ste::gemm::Element::kBF16: return "bfloat16";
+    case s_ste::gemm::Element::kF16: return "float16";
+    case s_ste::gemm::Element::kE4M3: return "float8_e4m3fn";
+    case s_ste::gemm::Element::kE5M2: return "float8_e5m2";
+  }
+  return "?";
+}
+
+// gemm_kernels(): the CUTLASS sparse GEMMs compiled in, as tuples
+// (name, sm, layout, a, b, out, has_bias, out_is_transposed, tile_m, tile_n, tile_k).
+PyObject* gemm_kernels(PyObject*, PyObject*) {
+  int count = 0;
+  const s_ste::gemm::SparseGemmKernel* const* all = s_ste::gemm::kernels(&count);
+  PyObject* list = PyList_New(count);
+  for (int i = 0; i < count; ++i) {
+    const auto* k = all[i];
+    PyList_SET_ITEM(list, i,
+                    Py_BuildValue("(sissssOOiii)", k->name, k->sm, k->sm90_layout ? "sm90" : "sm80",
+                                  element_name(k->a), element_name(k->b), element_name(k->out),
+                                  k->has_bias ? Py_True : Py_False, k->out_is_transposed ? Py_True : Py_False,
+                                  k->tile_m, k->tile_n, k->tile_k));
+  }
+  return list;
+}
+
+// Host-only arguments for a problem (no GPU needed): dummy pointers with the alignment real
+// tensors have.
+s_ste::gemm::SparseLinearArgs dummy_args(long long N, long long M, long long K, bool bias) {
+  s_ste::gemm::SparseLinearArgs a{};
+  a.N = N, a.M = M, a.K = K;
+  a.x = reinterpret_cast<const void*>(0x10000);
+  a.values = reinterpret_cast<const void*>(0x20000);
+  a.meta = reinterpret_cast<const void*>(0x30000);
+  a.bias = bias ? reinterpret_cast<const void*>(0x40000) : nullptr;
+  a.out = reinterpret_cast<void*>(0x50000);
+  return a;
+}
+
+// gemm_select(layout, dtype, sm_major, N, M, K, bias) -> (kernel name or None, reasons):
+// what sparse_linear would run on a GPU of that compute capability.
+PyObject* gemm_select(PyObject*, PyObject* args) {
+  const char *layout, *dtype;
+  int sm_major, bias;
+  long long N, M, K;
+  if (!PyArg_ParseTuple(args, "ssiLLLp", &layout, &dtype, &sm_major, &N, &M, &K, &bias)) return nullptr;
+  s_ste::gemm::Element element;
+  if (std::strcmp(dtype, "bfloat16") == 0) element = s_ste::gemm::Element::kBF16;
+  else if (std::strcmp(dtype, "float16") == 0) element = s_ste::gemm::Element::kF16;
+  else {
+    PyErr_Format(PyExc_ValueError, "gemm_select: dtype must be 'bfloat16' or 'float16', got '%s'", dtype);
+    return nullptr;
+  }
+  std::string why;
+  const auto* k = s_ste::gemm::select_kernel(dummy_args(N, M, K, bias), std::strcmp(layout, "sm90") == 0, element,
+                                             sm_major, &why);
+  if (k) return Py_BuildValue("(ss)", k->name, "");
+  return Py_BuildValue("(Os)", Py_None, why.c_str());
+}
+
+// gemm_can_implement(name, N, M, K, bias): None if that kernel takes the problem, else why.
+PyObject* gemm_can_implement(PyObject*, PyObject* args) {
+  const char* name;
+  long long N, M, K;
+  int bias;
+  if (!PyArg_ParseTuple(args, "sLLLp", &name, &N, &M, &K, &bias)) return nullptr;
+  int count = 0;
+  const s_ste::gemm::SparseGemmKernel* const* all = s_ste::gemm::kernels(&count);
+  for (int i = 0; i < count; ++i) {
+    if (std::strcmp(all[i]->name, name) != 0) continue;
+    const s_ste::gemm::Status s = all[i]->can_implement(dummy_args(N, M, K, bias));
+    if (s == nullptr) Py_RETURN_NONE;
+    return PyUnicode_FromString(s);
+  }
+  PyErr_Format(PyExc_KeyError, "no GEMM kernel named %s", name);
+  return nullptr;
+}
+#endif
+
 PyMethodDef methods[] = {
+#ifdef S_STE_WITH_CUDA
+    {"gemm_kernels", gemm_kernels, METH_NOARGS, "the CUTLASS sparse GEMMs compiled in"},
+    {"gemm_can_implement", gemm_can_implement, METH_VARARGS, "None if a GEMM takes (N, M, K, bias), else why"},
+    {"gemm_select", gemm_select, METH_VARARGS, "the kernel sparse_linear picks for a problem, or (None, why)"},
+#endif
     {"sm90_meta_bytes", sm90_meta_bytes, METH_VARARGS, "bytes of SM90 metadata for (rows, K, elem_bits)"},
     {"built_with_cuda", built_with_cuda, METH_NOARGS, "whether the CUDA kernels were compiled in"},
     {nullptr, nullptr, 0, nullptr}};

@@ -37,9 +37,8 @@ CompressPlan plan_compress(const at::Tensor& w, const at::Tensor& scale, std::st
   return {w, scale, values, meta, lay, rows, K};
 }
 
-DecompressPlan plan_decompress(const at::Tensor& values, const at::Tensor& meta,
-                               std::string_view layout) {
-  constexpr const char* op = "decompress";
+Layout check_compressed(const char* op, const at::Tensor& values, const at::Tensor& meta,
+                        std::string_view layout) {
   const Layout lay = parse_layout(op, layout);
   check_tensor(op, "values", values, {c10::kBFloat16, c10::kHalf});
   check_dim(op, "values", values, 2);
@@ -51,7 +50,37 @@ DecompressPlan plan_decompress(const at::Tensor& values, const at::Tensor& meta,
   TORCH_CHECK_VALUE(meta.numel() == n_meta, op, ": meta has ", meta.numel(),
                     " elements but values of shape ", values.sizes(), " in layout \"", layout,
                     "\" need ", n_meta);
+  return lay;
+}
+
+DecompressPlan plan_decompress(const at::Tensor& values, const at::Tensor& meta,
+                               std::string_view layout) {
+  const Layout lay = check_compressed("decompress", values, meta, layout);
+  const int64_t rows = values.size(0), K = 2 * values.size(1);
   return {values, meta, at::empty({rows, K}, values.options()), lay, rows, K};
+}
+
+SparseLinearPlan plan_sparse_linear(const at::Tensor& x, const at::Tensor& values, const at::Tensor& meta,
+                                    const std::optional<at::Tensor>& bias, std::string_view layout) {
+  constexpr const char* op = "sparse_linear";
+  const Layout lay = check_compressed(op, values, meta, layout);
+  TORCH_CHECK_TYPE(x.scalar_type() == values.scalar_type(), op, ": x has dtype ", x.scalar_type(),
+                   " but values has dtype ", values.scalar_type(), "; they must match");
+  check_same_device(op, "x", x, "values", values);
+  const int64_t M = values.size(0), K = 2 * values.size(1);
+  TORCH_CHECK_VALUE(x.dim() >= 1 && x.size(-1) == K, op,
+                    ": x.shape[-1] must equal in_features = 2 * values.shape[1] = ", K, ", got x of shape ",
+                    x.sizes());
+  if (bias) {
+    check_tensor(op, "bias", *bias, {values.scalar_type()});
+    check_same_device(op, "bias", *bias, "values", values);
+    TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == M, op, ": bias must have shape [out_features] = [", M,
+                      "], got ", bias->sizes());
+  }
+  std::vector<int64_t> out_sizes(x.sizes().begin(), x.sizes().end());
+  out_sizes.back() = M;
+  at::Tensor x2d = x.reshape({-1, K}).contiguous();
+  return {x2d, out_sizes, lay, x2d.size(0), M, K};
 }
 
 MvuePlan plan_mvue(const at::Tensor& g, int64_t seed, int64_t offset) {

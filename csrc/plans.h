@@ -6,6 +6,7 @@
 #include <optional>
 #include <string_view>
 #include <tuple>
+#include <vector>
 
 #include "checks.h"
 
@@ -32,6 +33,23 @@ struct DecompressPlan {  // decompress
 };
 DecompressPlan plan_decompress(const at::Tensor& values, const at::Tensor& meta,
                                std::string_view layout);
+
+// Checks compressed values + metadata (dtype, shape, the layout's alignment, metadata size).
+Layout check_compressed(const char* op, const at::Tensor& values, const at::Tensor& meta,
+                        std::string_view layout);
+
+struct SparseLinearPlan {  // sparse_linear
+  at::Tensor x2d;  // [N, K], contiguous
+  std::vector<int64_t> out_sizes;
+  Layout layout;
+  int64_t N, M, K;
+};
+SparseLinearPlan plan_sparse_linear(const at::Tensor& x, const at::Tensor& values, const at::Tensor& meta,
+                                    const std::optional<at::Tensor>& bias, std::string_view layout);
+
+// The portable sparse_linear (decompress + dense GEMM): the CPU kernel and the CUDA fallback.
+at::Tensor sparse_linear_dense(const SparseLinearPlan& p, const at::Tensor& values, const at::Tensor& meta,
+                               const std::optional<at::Tensor>& bias, c10::string_view layout);
 
 struct MvuePlan {  // mvue_24
   at::Tensor g, out;

@@ -1,0 +1,77 @@
+// sparse_linear on CUDA: pick the CUTLASS sparse GEMM that takes the problem (layout family,
+// dtype, GPU, can_implement) and run it; problems none takes fall back to decompress + dense
+// GEMM with a one-time warning that says why.
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include <string>
+
+#include "../gemm/sparse_gemm.h"
+#include "../plans.h"
+
+namespace s_ste {
+namespace {
+
+gemm::Element element_of(c10::ScalarType t) {
+  return t == c10::kBFloat16 ? gemm::Element::kBF16 : gemm::Element::kF16;
+}
+
+at::Tensor sparse_linear_cuda(const at::Tensor& x, const at::Tensor& values, const at::Tensor& meta,
+                              const std::optional<at::Tensor>& bias, c10::string_view layout) {
+  const SparseLinearPlan p = plan_sparse_linear(x, values, meta, bias, layout);
+  const c10::cuda::CUDAGuard guard(values.device());
+  if (p.N == 0) return at::empty(p.out_sizes, values.options());
+
+  at::Tensor out = at::empty({p.N * p.M}, values.options());
+  gemm::SparseLinearArgs args{};
+  args.N = p.N;
+  args.M = p.M;
+  args.K = p.K;
+  args.x = p.x2d.data_ptr();
+  args.values = values.data_ptr();
+  args.meta = meta.data_ptr();
+  args.bias = bias ? bias->data_ptr() : nullptr;
+  args.out = out.data_ptr();
+  args.alpha = nullptr;
+  args.stream = at::cuda::getCurrentCUDAStream();
+
+  std::string why;
+  const gemm::SparseGemmKernel* kernel =
+      gemm::select_kernel(args, p.layout == Layout::kSm90, element_of(values.scalar_type()),
+                          at::cuda::getCurrentDeviceProperties()->major, &why);
+  if (kernel == nullptr) {
+    TORCH_WARN_ONCE("sparse_linear: no CUTLASS sparse kernel takes this problem (N=", p.N, ", M=", p.M, ", K=",
+                    p.K, ", layout \"", layout, "\", ", values.scalar_type(), "): ", why,
+                    ". Falling back to decompress + dense GEMM.");
+    return sparse_linear_dense(p, values, meta, bias, layout);
+  }
+  args = gemm::args_for(*kernel, args);
+  at::Tensor workspace;
+  if (const size_t bytes = kernel->workspace_bytes(args)) {
+    workspace = at::empty({static_cast<int64_t>(bytes)}, values.options().dtype(at::kByte));
+    args.workspace = workspace.data_ptr();
+  }
+  const gemm::Status status = kernel->run(args);
+  TORCH_CHECK(status == nullptr, "sparse_linear: CUTLASS kernel ", kernel->name, " failed: ", status);
+
+  const bool add_bias = bias.has_value() && !kernel->has_bias;
+  if (!kernel->out_is_transposed) {
+    at::Tensor y = out.view({p.N, p.M});
+    if (add_bias) y.add_(*bias);
+    return y.view(p.out_sizes);
+  }
+  // The kernel wrote yᵀ [M, N]: transpose (and add the bias) in one pass.
+  at::Tensor y = at::empty({p.N, p.M}, values.options());
+  const at::Tensor yt = out.view({p.M, p.N}).t();
+  if (add_bias) at::add_out(y, yt, *bias);
+  else y.copy_(yt);
+  return y.view(p.out_sizes);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(s_ste, CUDA, m) { m.impl("sparse_linear", &sparse_linear_cuda); }
+
+}  // namespace s_ste

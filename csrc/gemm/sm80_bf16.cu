@@ -1,0 +1,12 @@
+// SM80 2:4 sparse GEMM, bf16 in / bf16 out, fp32 accumulation, tile 128x128x64, 3 stages.
+// One CUTLASS instantiation per translation unit; no torch headers (see README.md).
+#include "sm80_sparse_gemm.cuh"
+
+namespace s_ste::gemm {
+
+template struct sm80::SparseGemmSm80<cutlass::bfloat16_t>;
+
+extern constinit const SparseGemmKernel kSm80Bf16 =
+    sm80::make_sm80_kernel<cutlass::bfloat16_t>("sm80_bf16_128x128x64");
+
+}  // namespace s_ste::gemm

@@ -1,0 +1,66 @@
+// Plain C++ entry points of the CUTLASS 2:4 sparse GEMMs: raw pointers, sizes, a stream.
+// No torch and no CUTLASS in this header: the op layer (csrc/sparse_linear_cuda.cpp)
+// includes it, and each instantiation lives in its own .cu under csrc/gemm/ that never
+// includes torch (≈6× faster to compile).
+//
+// Every kernel computes the linear-layer product
+//     out[n, m] = Σ_k x[n, k] · Â[m, k]  (+ bias[m]),   fp32 accumulation,
+// with Â [M, K] 2:4 sparse along K in the compressed form prune_and_compress writes
+// (values [M, K/2] row-major + metadata in the layout of the kernel's family), x [N, K]
+// row-major (K contiguous). In GEMM terms: D[M, N] = A[M, K] · B[K, N] with A = Â sparse,
+// B = xᵀ (K-major). How `out` is stored depends on the family (see out_is_transposed).
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace s_ste::gemm {
+
+enum class Element : int { kBF16 = 0, kF16 = 1, kE4M3 = 2, kE5M2 = 3 };
+
+struct SparseLinearArgs {
+  int64_t N;              // tokens (rows of x and of out)
+  int64_t M;              // out_features (rows of Â)
+  int64_t K;              // in_features
+  const void* x;          // [N, K] row-major
+  const void* values;     // [M, K/2] row-major
+  const void* meta;       // metadata, in the family's layout
+  const void* bias;       // [M] in the output element type, or nullptr (kernels with has_bias only)
+  void* out;              // see SparseGemmKernel::out_is_transposed
+  const float* alpha;     // device pointer to a scale applied to the product (FP8 dequant), or nullptr = 1
+  void* workspace;        // workspace_bytes(args) bytes of device memory (may be nullptr when 0)
+  cudaStream_t stream;
+};
+
+// nullptr on success, else a static string naming the failed requirement.
+using Status = const char*;
+
+struct SparseGemmKernel {
+  const char* name;        // e.g. "sm90_bf16_128x128x128_c1x2_coop"
+  int sm;                  // 80 or 90: the minimum compute capability (sm90 kernels need exactly 9.x)
+  bool sm90_layout;        // metadata layout: false = "sm80", true = "sm90"
+  Element a, b, out;       // element types of Â values, x, out
+  bool has_bias;           // fuses bias[m] into the epilogue
+  bool out_is_transposed;  // true: out is [M, N] row-major (yᵀ); false: [N, M] row-major (y)
+  int tile_m, tile_n, tile_k;
+  Status (*can_implement)(const SparseLinearArgs&);
+  size_t (*workspace_bytes)(const SparseLinearArgs&);
+  Status (*run)(const SparseLinearArgs&);
+};
+
+// Every instantiation compiled into this build, in selection order (csrc/gemm/registry.cpp).
+const SparseGemmKernel* const* kernels(int* count);
+
+// `args` as `kernel` takes them: without the bias when the kernel does not fuse it (the
+// caller then adds it after the GEMM).
+SparseLinearArgs args_for(const SparseGemmKernel& kernel, SparseLinearArgs args);
+
+// The first kernel that takes the problem: same metadata family and element type, runs on a
+// GPU of compute capability major `sm_major`, and its can_implement accepts `args`. Returns
+// nullptr and appends each candidate's reason to *why otherwise (csrc/gemm/select.cpp).
+const SparseGemmKernel* select_kernel(const SparseLinearArgs& args, bool sm90_layout, Element element,
+                                      int sm_major, std::string* why);
+
+}  // namespace s_ste::gemm

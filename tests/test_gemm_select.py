@@ -1,0 +1,60 @@
+"""The CUTLASS GEMM registry and selector, driven on the host (no GPU): which kernel
+sparse_linear runs for a problem, and why a problem falls back to decompress + dense GEMM."""
+import pytest
+
+import s_ste
+import s_ste_cuda
+
+pytestmark = pytest.mark.skipif(not s_ste.built_with_cuda(), reason="CPU-only build has no GEMM kernels")
+
+SM90_MIN_TILE_K = 128  # csrc/include/s_ste/layout_sm90.cuh: kMinTileK16 / kMinTileK8
+
+
+def kernels():
+    keys = ("name", "sm", "layout", "a", "b", "out", "has_bias", "out_is_transposed", "tile_m", "tile_n", "tile_k")
+    return [dict(zip(keys, k)) for k in s_ste_cuda.gemm_kernels()]
+
+
+def test_registry_holds_both_families():
+    names = {k["name"]: k for k in kernels()}
+    assert {("sm80", "bfloat16"), ("sm80", "float16"), ("sm90", "bfloat16")} <= {(k["layout"], k["a"]) for k in names.values()}
+    for k in names.values():
+        assert k["a"] == k["b"] == k["out"]
+        if k["layout"] == "sm90":
+            # One compressed layout per dtype: every SM90 kernel's K tile maps to AtomK = 128.
+            assert k["tile_k"] >= SM90_MIN_TILE_K and k["sm"] == 90
+            assert not k["out_is_transposed"]
+        else:
+            assert k["sm"] == 80
+
+
+@pytest.mark.parametrize("layout,dtype,sm", [("sm80", "bfloat16", 8), ("sm80", "float16", 8), ("sm80", "bfloat16", 9),
+                                             ("sm90", "bfloat16", 9)])
+@pytest.mark.parametrize("N,M,K", [(4096, 4096, 4096), (8192, 11008, 4096), (16384, 4096, 11008), (128, 3072, 768)])
+def test_real_model_shapes_select_a_kernel(layout, dtype, sm, N, M, K):
+    name, why = s_ste_cuda.gemm_select(layout, dtype, sm, N, M, K, True)
+    assert name is not None, why
+    k = next(k for k in kernels() if k["name"] == name)
+    assert (k["layout"], k["a"]) == (layout, dtype) and k["sm"] <= 10 * sm
+
+
+def test_sm90_kernels_need_hopper():
+    name, why = s_ste_cuda.gemm_select("sm90", "bfloat16", 8, 4096, 4096, 4096, False)
+    assert name is None and "needs an SM90 (Hopper) GPU" in why
+    name, why = s_ste_cuda.gemm_select("sm80", "bfloat16", 7, 4096, 4096, 4096, False)
+    assert name is None and "needs compute capability >= 8.0" in why
+
+
+def test_missing_dtype_falls_back_with_a_reason():
+    name, why = s_ste_cuda.gemm_select("sm90", "float16", 9, 4096, 4096, 4096, False)
+    assert name is None and why == "no kernel for this layout and dtype in this build"
+
+
+@pytest.mark.parametrize("name", [k["name"] for k in kernels()] if s_ste.built_with_cuda() else [])
+def test_can_implement_rejects_degenerate_problems_with_a_message(name):
+    for N, M, K in [(0, 4096, 4096), (4096, 0, 4096), (4096, 4096, 0), (4096, 4096, 8)]:
+        why = s_ste_cuda.gemm_can_implement(name, N, M, K, False)
+        assert isinstance(why, str) and why, f"{name} accepted N={N} M={M} K={K}"
+    assert s_ste_cuda.gemm_can_implement(name, 4096, 4096, 4096, False) is None
+    with pytest.raises(KeyError):
+        s_ste_cuda.gemm_can_implement("no_such_kernel", 64, 64, 64, False)
