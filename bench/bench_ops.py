@@ -6,7 +6,7 @@ same run. The floor of each op is its bytes ÷ copy bandwidth (they do no real a
 
 Writes bench/results/ops.md and ops.json. NVTX ranges name each kernel for nsys/ncu:
     nsys profile -t cuda,nvtx python bench/bench_ops.py --quick
-    ncu --nvtx --nvtx-include "prune_and_compress/" --clock-control none python bench/bench_ops.py --quick
+    ncu --nvtx --nvtx-include "prune_and_compress.sm90/" --clock-control none python bench/bench_ops.py --quick
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def main() -> None:
         for layout in ("sm80", "sm90"):
             out_bytes = N * K // 2 * 2 + N * K // 8 // (2 if layout == "sm80" else 1)
             def run(i, layout=layout):
-                torch.cuda.nvtx.range_push(f"prune_and_compress/{layout}")
+                torch.cuda.nvtx.range_push(f"prune_and_compress.{layout}")
                 s_ste.prune_and_compress(sets[i], beta, layout, torch.bfloat16)
                 torch.cuda.nvtx.range_pop()
             rows.append(row(f"prune_and_compress[{layout}]", (N, K), "fp32->bf16", w_bytes + out_bytes,

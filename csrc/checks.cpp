@@ -56,8 +56,12 @@ void check_dim(const char* op, const char* name, const at::Tensor& t, int64_t di
                     t.sizes());
 }
 
-void check_compress_shape(const char* op, Layout layout, int64_t rows, int64_t K) {
+bool is_fp8(c10::ScalarType t) { return t == c10::kFloat8_e4m3fn || t == c10::kFloat8_e5m2; }
+
+void check_compress_shape(const char* op, Layout layout, int64_t rows, int64_t K, c10::ScalarType value_dtype) {
   if (layout == Layout::kSm80) {
+    TORCH_CHECK_TYPE(!is_fp8(value_dtype), op, ": layout \"sm80\" holds 16-bit values (no FP8 sparse tensor cores "
+                     "before SM90); use layout \"sm90\" for ", value_dtype);
     TORCH_CHECK_VALUE(rows > 0 && rows % sm80::kRowAlign == 0, op,
                       ": layout \"sm80\" needs the row count (out_features) to be a multiple of ",
                       sm80::kRowAlign, " (CUTLASS SM80 int16 metadata), got ", rows);
@@ -66,9 +70,10 @@ void check_compress_shape(const char* op, Layout layout, int64_t rows, int64_t K
                       sm80::kKAlign, ", got ", K);
   } else {
     TORCH_CHECK_VALUE(rows > 0, op, ": layout \"sm90\" needs at least one row");
-    TORCH_CHECK_VALUE(K % sm90::values_k_align(16) == 0, op,
-                      ": layout \"sm90\" needs K (in_features) to be a multiple of ",
-                      sm90::values_k_align(16), " for 16-bit values, got ", K);
+    const int bits = int(8 * c10::elementSize(value_dtype));
+    TORCH_CHECK_VALUE(K % sm90::values_k_align(bits) == 0, op,
+                      ": layout \"sm90\" needs K (in_features) to be a multiple of ", sm90::values_k_align(bits),
+                      " for ", bits, "-bit values (16-byte rows for TMA), got ", K);
   }
 }
 

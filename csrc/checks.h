@@ -3,7 +3,11 @@
 // input must never reach a kernel as an illegal address or a silently wrong answer.
 #pragma once
 #include <ATen/core/Tensor.h>
+#include <c10/util/BFloat16.h>
 #include <c10/util/Exception.h>
+#include <c10/util/Float8_e4m3fn.h>
+#include <c10/util/Float8_e5m2.h>
+#include <c10/util/Half.h>
 
 #include <initializer_list>
 #include <string>
@@ -24,6 +28,21 @@ void with_layout(Layout layout, Body&& body) {
   else body(std::false_type{});
 }
 
+// Calls body(Out{}, std::integral_constant<int, Fp8Kind>{}) for a compressed-value dtype:
+// bf16 / fp16 (kNotFp8) or float8_e4m3fn / float8_e5m2 (kE4M3 / kE5M2, see compress.cuh).
+template <typename Body>
+void dispatch_value_type(c10::ScalarType t, Body&& body) {
+  switch (t) {
+    case c10::kBFloat16: return body(c10::BFloat16{}, std::integral_constant<int, 0>{});
+    case c10::kHalf: return body(c10::Half{}, std::integral_constant<int, 0>{});
+    case c10::kFloat8_e4m3fn: return body(c10::Float8_e4m3fn{}, std::integral_constant<int, 1>{});
+    case c10::kFloat8_e5m2: return body(c10::Float8_e5m2{}, std::integral_constant<int, 2>{});
+    default: TORCH_CHECK(false, "s_ste: unexpected value dtype ", t);
+  }
+}
+
+bool is_fp8(c10::ScalarType t);
+
 // dtype ∈ allowed, contiguous, on `device` if given.
 void check_tensor(const char* op, const char* name, const at::Tensor& t,
                   std::initializer_list<c10::ScalarType> allowed);
@@ -35,7 +54,7 @@ void check_last_dim(const char* op, const char* name, const at::Tensor& t, int64
 void check_dim(const char* op, const char* name, const at::Tensor& t, int64_t dim);
 
 // The value dtypes each layout holds, and the shape rules CUTLASS sets for it.
-void check_compress_shape(const char* op, Layout layout, int64_t rows, int64_t K);
+void check_compress_shape(const char* op, Layout layout, int64_t rows, int64_t K, c10::ScalarType value_dtype);
 int64_t meta_elements(Layout layout, int64_t rows, int64_t K, c10::ScalarType value_dtype);
 c10::ScalarType meta_dtype(Layout layout);
 

@@ -25,8 +25,8 @@ TORCH_LIBRARY(s_ste, m) {
   m.def("mvue_24(Tensor g, int seed, int offset=0) -> Tensor");
   m.def("quantize_fp8(Tensor x, ScalarType dtype) -> (Tensor q, Tensor scale_inv)");
   m.def(
-      "sparse_linear(Tensor x, Tensor values, Tensor meta, Tensor? bias=None, str layout=\"sm80\")"
-      " -> Tensor");
+      "sparse_linear(Tensor x, Tensor values, Tensor meta, Tensor? bias=None, str layout=\"sm80\","
+      " Tensor? alpha=None) -> Tensor");
 }
 
 namespace {
@@ -88,22 +88,33 @@ s_ste::gemm::SparseLinearArgs dummy_args(long long N, long long M, long long K, 
   return a;
 }
 
-// gemm_select(layout, dtype, sm_major, N, M, K, bias) -> (kernel name or None, reasons):
-// what sparse_linear would run on a GPU of that compute capability.
+bool parse_element(const char* name, s_ste::gemm::Element* out) {
+  for (auto e : {s_ste::gemm::Element::kBF16, s_ste::gemm::Element::kF16, s_ste::gemm::Element::kE4M3,
+                 s_ste::gemm::Element::kE5M2}) {
+    if (std::strcmp(name, element_name(e)) == 0) {
+      *out = e;
+      return true;
+    }
+  }
+  PyErr_Format(PyExc_ValueError, "gemm_select: unknown dtype '%s' (bfloat16, float16, float8_e4m3fn, float8_e5m2)",
+               name);
+  return false;
+}
+
+// gemm_select(layout, values_dtype, sm_major, N, M, K, bias[, x_dtype]) -> (kernel name or
+// None, reasons): what sparse_linear would run on a GPU of that compute capability. x_dtype
+// defaults to values_dtype (float8_e4m3fn for FP8 values).
 PyObject* gemm_select(PyObject*, PyObject* args) {
-  const char *layout, *dtype;
+  const char *layout, *a_name, *b_name = nullptr;
   int sm_major, bias;
   long long N, M, K;
-  if (!PyArg_ParseTuple(args, "ssiLLLp", &layout, &dtype, &sm_major, &N, &M, &K, &bias)) return nullptr;
-  s_ste::gemm::Element element;
-  if (std::strcmp(dtype, "bfloat16") == 0) element = s_ste::gemm::Element::kBF16;
-  else if (std::strcmp(dtype, "float16") == 0) element = s_ste::gemm::Element::kF16;
-  else {
-    PyErr_Format(PyExc_ValueError, "gemm_select: dtype must be 'bfloat16' or 'float16', got '%s'", dtype);
-    return nullptr;
-  }
+  if (!PyArg_ParseTuple(args, "ssiLLLp|s", &layout, &a_name, &sm_major, &N, &M, &K, &bias, &b_name)) return nullptr;
+  s_ste::gemm::Element a, b;
+  if (!parse_element(a_name, &a)) return nullptr;
+  if (b_name == nullptr) b = a == s_ste::gemm::Element::kE5M2 ? s_ste::gemm::Element::kE4M3 : a;
+  else if (!parse_element(b_name, &b)) return nullptr;
   std::string why;
-  const auto* k = s_ste::gemm::select_kernel(dummy_args(N, M, K, bias), std::strcmp(layout, "sm90") == 0, element,
+  const auto* k = s_ste::gemm::select_kernel(dummy_args(N, M, K, bias), std::strcmp(layout, "sm90") == 0, a, b,
                                              sm_major, &why);
   if (k) return Py_BuildValue("(ss)", k->name, "");
   return Py_BuildValue("(Os)", Py_None, why.c_str());

@@ -22,12 +22,12 @@ CompressPlan plan_compress(const at::Tensor& w, const at::Tensor& scale, std::st
                     scale.sizes());
   check_same_device(op, "scale", scale, "w", w);
   const c10::ScalarType out = out_dtype.value_or(w.scalar_type());
-  TORCH_CHECK_TYPE(out == c10::kBFloat16 || out == c10::kHalf, op,
-                   ": out_dtype must be torch.bfloat16 or torch.float16 (CUTLASS's float32 sparse "
-                   "GEMMs are 1:2, not 2:4), got ", out,
+  TORCH_CHECK_TYPE(out == c10::kBFloat16 || out == c10::kHalf || is_fp8(out), op,
+                   ": out_dtype must be torch.bfloat16, torch.float16, torch.float8_e4m3fn or torch.float8_e5m2 "
+                   "(CUTLASS's float32 sparse GEMMs are 1:2, not 2:4), got ", out,
                    out_dtype ? "" : " (from w; pass out_dtype= for a float32 weight)");
   const int64_t rows = w.size(0), K = w.size(1);
-  check_compress_shape(op, lay, rows, K);
+  check_compress_shape(op, lay, rows, K, out);
   auto values = at::empty({rows, K / 2}, w.options().dtype(out));
   // SM90 metadata has padding that CUTLASS expects zeroed; SM80 is written in full.
   auto meta_opts = w.options().dtype(meta_dtype(lay));
@@ -40,12 +40,12 @@ CompressPlan plan_compress(const at::Tensor& w, const at::Tensor& scale, std::st
 Layout check_compressed(const char* op, const at::Tensor& values, const at::Tensor& meta,
                         std::string_view layout) {
   const Layout lay = parse_layout(op, layout);
-  check_tensor(op, "values", values, {c10::kBFloat16, c10::kHalf});
+  check_tensor(op, "values", values, {c10::kBFloat16, c10::kHalf, c10::kFloat8_e4m3fn, c10::kFloat8_e5m2});
   check_dim(op, "values", values, 2);
   check_tensor(op, "meta", meta, {meta_dtype(lay)});
   check_same_device(op, "meta", meta, "values", values);
   const int64_t rows = values.size(0), K = 2 * values.size(1);
-  check_compress_shape(op, lay, rows, K);
+  check_compress_shape(op, lay, rows, K, values.scalar_type());
   const int64_t n_meta = meta_elements(lay, rows, K, values.scalar_type());
   TORCH_CHECK_VALUE(meta.numel() == n_meta, op, ": meta has ", meta.numel(),
                     " elements but values of shape ", values.sizes(), " in layout \"", layout,
@@ -61,18 +61,33 @@ DecompressPlan plan_decompress(const at::Tensor& values, const at::Tensor& meta,
 }
 
 SparseLinearPlan plan_sparse_linear(const at::Tensor& x, const at::Tensor& values, const at::Tensor& meta,
-                                    const std::optional<at::Tensor>& bias, std::string_view layout) {
+                                    const std::optional<at::Tensor>& bias, std::string_view layout,
+                                    const std::optional<at::Tensor>& alpha) {
   constexpr const char* op = "sparse_linear";
   const Layout lay = check_compressed(op, values, meta, layout);
-  TORCH_CHECK_TYPE(x.scalar_type() == values.scalar_type(), op, ": x has dtype ", x.scalar_type(),
-                   " but values has dtype ", values.scalar_type(), "; they must match");
+  const bool fp8 = is_fp8(values.scalar_type());
+  if (fp8) {
+    TORCH_CHECK_TYPE(x.scalar_type() == c10::kFloat8_e4m3fn, op, ": with FP8 values, x must be torch.float8_e4m3fn ",
+                     "(quantize it with quantize_fp8), got ", x.scalar_type());
+  } else {
+    TORCH_CHECK_TYPE(x.scalar_type() == values.scalar_type(), op, ": x has dtype ", x.scalar_type(),
+                     " but values has dtype ", values.scalar_type(), "; they must match");
+    TORCH_CHECK_VALUE(!alpha.has_value(), op, ": alpha (the FP8 dequantization scale) is only for FP8 values; "
+                      "fold a 16-bit weight's scale into prune_and_compress's scale");
+  }
+  const c10::ScalarType out_dtype = fp8 ? c10::kBFloat16 : values.scalar_type();
   check_same_device(op, "x", x, "values", values);
+  if (alpha) {
+    check_tensor(op, "alpha", *alpha, {c10::kFloat});
+    TORCH_CHECK_VALUE(alpha->numel() == 1, op, ": alpha must hold one element, got shape ", alpha->sizes());
+    check_same_device(op, "alpha", *alpha, "values", values);
+  }
   const int64_t M = values.size(0), K = 2 * values.size(1);
   TORCH_CHECK_VALUE(x.dim() >= 1 && x.size(-1) == K, op,
                     ": x.shape[-1] must equal in_features = 2 * values.shape[1] = ", K, ", got x of shape ",
                     x.sizes());
   if (bias) {
-    check_tensor(op, "bias", *bias, {values.scalar_type()});
+    check_tensor(op, "bias", *bias, {out_dtype});
     check_same_device(op, "bias", *bias, "values", values);
     TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == M, op, ": bias must have shape [out_features] = [", M,
                       "], got ", bias->sizes());
@@ -80,7 +95,7 @@ SparseLinearPlan plan_sparse_linear(const at::Tensor& x, const at::Tensor& value
   std::vector<int64_t> out_sizes(x.sizes().begin(), x.sizes().end());
   out_sizes.back() = M;
   at::Tensor x2d = x.reshape({-1, K}).contiguous();
-  return {x2d, out_sizes, lay, x2d.size(0), M, K};
+  return {x2d, out_sizes, out_dtype, lay, x2d.size(0), M, K};
 }
 
 MvuePlan plan_mvue(const at::Tensor& g, int64_t seed, int64_t offset) {

@@ -41,15 +41,18 @@ Layout check_compressed(const char* op, const at::Tensor& values, const at::Tens
 struct SparseLinearPlan {  // sparse_linear
   at::Tensor x2d;  // [N, K], contiguous
   std::vector<int64_t> out_sizes;
+  c10::ScalarType out_dtype;  // x's dtype; bfloat16 for FP8 operands
   Layout layout;
   int64_t N, M, K;
 };
 SparseLinearPlan plan_sparse_linear(const at::Tensor& x, const at::Tensor& values, const at::Tensor& meta,
-                                    const std::optional<at::Tensor>& bias, std::string_view layout);
+                                    const std::optional<at::Tensor>& bias, std::string_view layout,
+                                    const std::optional<at::Tensor>& alpha);
 
 // The portable sparse_linear (decompress + dense GEMM): the CPU kernel and the CUDA fallback.
 at::Tensor sparse_linear_dense(const SparseLinearPlan& p, const at::Tensor& values, const at::Tensor& meta,
-                               const std::optional<at::Tensor>& bias, c10::string_view layout);
+                               const std::optional<at::Tensor>& bias, c10::string_view layout,
+                               const std::optional<at::Tensor>& alpha);
 
 struct MvuePlan {  // mvue_24
   at::Tensor g, out;

@@ -37,7 +37,11 @@ def prune_and_compress(
     layout: str = "sm80",
     out_dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """β·S(w) in CUTLASS's compressed 2:4 form: (values [N, K/2], metadata)."""
+    """scale·S(w) in CUTLASS's compressed 2:4 form: (values [N, K/2], metadata).
+
+    out_dtype: bfloat16 / float16 (default: w's dtype when 16-bit), or float8_e4m3fn /
+    float8_e5m2 for layout "sm90" (saturating; fold the FP8 scale into `scale`).
+    """
     return _ops.prune_and_compress(w, scale, layout, out_dtype)
 
 
@@ -62,9 +66,15 @@ def sparse_linear(
     meta: torch.Tensor,
     bias: torch.Tensor | None = None,
     layout: str = "sm80",
+    alpha: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """y = x · decompress(values, meta)ᵀ + bias."""
-    return _ops.sparse_linear(x, values, meta, bias, layout)
+    """y = alpha · (x · decompress(values, meta)ᵀ) + bias.
+
+    16-bit values: x in the same dtype, y too, no alpha. FP8 values (layout "sm90"): x is
+    float8_e4m3fn, alpha the dequantization factor (e.g. scale_inv_x · scale_inv_w, a 0-d
+    float32 tensor on the device: no host sync), bias and y bfloat16.
+    """
+    return _ops.sparse_linear(x, values, meta, bias, layout, alpha)
 
 
 def built_with_cuda() -> bool:
@@ -140,7 +150,11 @@ def _quantize_fp8_fake(x, dtype):
     return torch.empty_like(x, dtype=dtype), x.new_empty((), dtype=torch.float32)
 
 
+FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
+
+
 @torch.library.register_fake("s_ste::sparse_linear")
-def _sparse_linear_fake(x, values, meta, bias=None, layout="sm80"):
+def _sparse_linear_fake(x, values, meta, bias=None, layout="sm80", alpha=None):
     _layout_check("sparse_linear", layout)
-    return x.new_empty((*x.shape[:-1], values.shape[0]))
+    dtype = torch.bfloat16 if values.dtype in FP8_DTYPES else x.dtype
+    return x.new_empty((*x.shape[:-1], values.shape[0]), dtype=dtype)

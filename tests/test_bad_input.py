@@ -61,6 +61,22 @@ def test_sparse_linear_errors(compressed):
         s_ste.sparse_linear(x, values, meta[:, :2].contiguous())
 
 
+def test_sparse_linear_fp8_errors():
+    w = randn(64, 64)
+    values, meta = s_ste.prune_and_compress(w, torch.tensor(100.0), "sm90", torch.float8_e4m3fn)
+    x = randn(4, 64)
+    with pytest.raises(TypeError, match=r"sparse_linear: with FP8 values, x must be torch.float8_e4m3fn"):
+        s_ste.sparse_linear(x.bfloat16(), values, meta, None, "sm90")
+    xq, _ = s_ste.quantize_fp8(x, torch.float8_e4m3fn)
+    with pytest.raises(TypeError, match=r"sparse_linear: bias must have dtype BFloat16"):
+        s_ste.sparse_linear(xq, values, meta, torch.zeros(64), "sm90")
+    with pytest.raises(TypeError, match=r"sparse_linear: alpha must have dtype Float"):
+        s_ste.sparse_linear(xq, values, meta, None, "sm90", torch.tensor(1.0, dtype=torch.float64))
+    v16, m16 = s_ste.prune_and_compress(w.bfloat16(), torch.tensor(1.0), "sm90")
+    with pytest.raises(ValueError, match=r"sparse_linear: alpha \(the FP8 dequantization scale\) is only for FP8"):
+        s_ste.sparse_linear(x.bfloat16(), v16, m16, None, "sm90", torch.tensor(1.0))
+
+
 def test_layer_rejects_bad_configuration():
     with pytest.raises(ValueError, match="recipe must be one of"):
         s_ste.SparseLinear(16, 32, recipe="magnitude")

@@ -127,11 +127,10 @@ def test_wrong_device_is_a_named_error():
 
 
 def test_opcheck_cuda():
-    from test_opcheck import ALL_UTILS, op_cases
+    from test_opcheck import op_cases, opcheck_utils
 
     for op, args, kwargs in op_cases("cuda"):
-        utils = tuple(u for u in ALL_UTILS if not (op is torch.ops.s_ste.quantize_fp8 and u == "test_aot_dispatch_dynamic"))
-        torch.library.opcheck(op, args, kwargs, test_utils=utils)
+        torch.library.opcheck(op, args, kwargs, test_utils=opcheck_utils(op, args, kwargs))
 
 
 def test_layer_on_gpu_matches_cpu():
@@ -220,3 +219,45 @@ def test_unsupported_shape_falls_back_and_stays_correct():
     y = s_ste.sparse_linear(x, values, meta, None, "sm80")
     expect = x.double() @ s_ste.decompress(values, meta, "sm80").double().t()
     assert ((y.double() - expect).norm() / expect.norm()).item() < 1e-2, name
+
+
+@pytest.mark.parametrize("fp8_dtype", [torch.float8_e4m3fn, torch.float8_e5m2])
+@pytest.mark.parametrize("shape", [(1, 32), (72, 160), (1000, 1056), (4096, 4096)])
+def test_prune_and_compress_fp8(fp8_dtype, shape):
+    w = randn(*shape, seed=shape[0])
+    scale = torch.tensor(torch.finfo(fp8_dtype).max / 3)  # some values saturate
+    (gv, gm), (cv, cm) = both(s_ste.prune_and_compress, w, scale, "sm90", fp8_dtype)
+    assert_bits_equal(gv, cv, "FP8 values")
+    assert_bits_equal(gm, cm, "meta")
+    gd, cd = both(s_ste.decompress, cv, cm, "sm90")
+    assert_bits_equal(gd, cd, "FP8 decompress")
+
+
+@pytest.mark.parametrize("fp8_dtype", [torch.float8_e4m3fn, torch.float8_e5m2])
+@pytest.mark.parametrize("N,M,K", [(256, 512, 512), (8192, 4096, 4096), (120, 200, 160), (8, 128, 128)])
+@pytest.mark.parametrize("bias", [False, True])
+def test_sparse_linear_fp8_gemm(fp8_dtype, N, M, K, bias):
+    import s_ste_cuda
+
+    if torch.cuda.get_device_capability()[0] != 9:
+        pytest.skip("FP8 sparse GEMMs need a Hopper GPU")
+    name, why = s_ste_cuda.gemm_select("sm90", str(fp8_dtype).replace("torch.", ""), 9, N, M, K, bias)
+    assert name is not None, f"expected a CUTLASS kernel for this shape: {why}"
+    w = randn(M, K, seed=1, device="cuda")
+    x = randn(N, K, seed=2, device="cuda")
+    b = randn(M, dtype=torch.bfloat16, seed=3, device="cuda") if bias else None
+    beta = s_ste.scale_factor(w)
+    w_scale = torch.finfo(fp8_dtype).max / (s_ste.soft_threshold_24(w)[0] * beta).abs().max()
+    values, meta = s_ste.prune_and_compress(w, beta * w_scale, "sm90", fp8_dtype)
+    xq, x_scale_inv = s_ste.quantize_fp8(x, torch.float8_e4m3fn)
+    alpha = x_scale_inv / w_scale
+    poison_allocator()
+    y = s_ste.sparse_linear(xq, values, meta, b, "sm90", alpha)
+    exact = alpha.double() * (xq.double() @ s_ste.decompress(values, meta, "sm90").double().t())
+    if bias:
+        exact += b.double()
+    assert y.dtype == torch.bfloat16 and y.shape == (N, M)
+    rel = ((y.double() - exact).norm() / exact.norm()).item()
+    assert rel < 8e-3, f"{name}: relative error {rel:.3g} (bf16 output rounding is ~4e-3)"
+    cpu = s_ste.sparse_linear(xq.cpu(), values.cpu(), meta.cpu(), None if b is None else b.cpu(), "sm90", alpha.cpu())
+    assert ((y.cpu().double() - cpu.double()).norm() / cpu.double().norm()).item() < 8e-3

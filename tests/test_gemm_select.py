@@ -17,9 +17,14 @@ def kernels():
 
 def test_registry_holds_both_families():
     names = {k["name"]: k for k in kernels()}
-    assert {("sm80", "bfloat16"), ("sm80", "float16"), ("sm90", "bfloat16")} <= {(k["layout"], k["a"]) for k in names.values()}
+    assert {("sm80", "bfloat16"), ("sm80", "float16"), ("sm90", "bfloat16"), ("sm90", "float8_e4m3fn"),
+            ("sm90", "float8_e5m2")} <= {(k["layout"], k["a"]) for k in names.values()}
     for k in names.values():
-        assert k["a"] == k["b"] == k["out"]
+        if k["a"].startswith("float8"):
+            # FP8: x is E4M3 (the weight E4M3, or the E5M2 gradient for dW), bf16 out.
+            assert (k["b"], k["out"], k["layout"]) == ("float8_e4m3fn", "bfloat16", "sm90")
+        else:
+            assert k["a"] == k["b"] == k["out"]
         if k["layout"] == "sm90":
             # One compressed layout per dtype: every SM90 kernel's K tile maps to AtomK = 128.
             assert k["tile_k"] >= SM90_MIN_TILE_K and k["sm"] == 90
@@ -29,7 +34,8 @@ def test_registry_holds_both_families():
 
 
 @pytest.mark.parametrize("layout,dtype,sm", [("sm80", "bfloat16", 8), ("sm80", "float16", 8), ("sm80", "bfloat16", 9),
-                                             ("sm90", "bfloat16", 9)])
+                                             ("sm90", "bfloat16", 9), ("sm90", "float8_e4m3fn", 9),
+                                             ("sm90", "float8_e5m2", 9)])
 @pytest.mark.parametrize("N,M,K", [(4096, 4096, 4096), (8192, 11008, 4096), (16384, 4096, 11008), (128, 3072, 768)])
 def test_real_model_shapes_select_a_kernel(layout, dtype, sm, N, M, K):
     name, why = s_ste_cuda.gemm_select(layout, dtype, sm, N, M, K, True)
@@ -45,9 +51,21 @@ def test_sm90_kernels_need_hopper():
     assert name is None and "needs compute capability >= 8.0" in why
 
 
-def test_missing_dtype_falls_back_with_a_reason():
+def test_missing_dtypes_fall_back_with_a_reason():
     name, why = s_ste_cuda.gemm_select("sm90", "float16", 9, 4096, 4096, 4096, False)
-    assert name is None and why == "no kernel for this layout and dtype in this build"
+    assert name is None and why == "no kernel for this layout and these dtypes in this build"
+    name, why = s_ste_cuda.gemm_select("sm90", "float8_e4m3fn", 9, 4096, 4096, 4096, False, "bfloat16")
+    assert name is None, "FP8 weights need FP8 activations"
+
+
+def test_fp8_alignment_rules():
+    # 8-bit values: K % 32 (16-byte TMA rows of K/2 bytes); bf16 out [N, M]: M % 8.
+    for dtype in ("float8_e4m3fn", "float8_e5m2"):
+        assert s_ste_cuda.gemm_select("sm90", dtype, 9, 7, 136, 96, True)[0] is not None
+        name, why = s_ste_cuda.gemm_select("sm90", dtype, 9, 64, 128, 48, False)
+        assert name is None and "multiple of 32" in why
+        name, why = s_ste_cuda.gemm_select("sm90", dtype, 9, 64, 4100, 128, False)
+        assert name is None and "multiple of 8" in why
 
 
 @pytest.mark.parametrize("name", [k["name"] for k in kernels()] if s_ste.built_with_cuda() else [])

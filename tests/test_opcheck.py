@@ -4,7 +4,6 @@ import pytest
 import torch
 
 import s_ste  # noqa: F401  (registers the ops)
-from s_ste import autograd as sa
 
 from conftest import randn
 
@@ -20,7 +19,12 @@ def op_cases(device="cpu"):
     x = randn(8, 64, dtype=torch.bfloat16, device=device, seed=2)
     bias = randn(64, dtype=torch.bfloat16, device=device, seed=3)
     rng = torch.tensor([3, 4], device=device)
+    v8, m8 = ops.prune_and_compress(w, beta * 100, "sm90", torch.float8_e4m3fn)
+    xq, x_scale_inv = ops.quantize_fp8(x, torch.float8_e4m3fn)
     return [
+        (ops.prune_and_compress, (w, beta * 100, "sm90", torch.float8_e5m2), {}),
+        (ops.decompress, (v8, m8, "sm90"), {}),
+        (ops.sparse_linear, (xq, v8, m8, bias, "sm90", x_scale_inv), {}),
         (ops.soft_threshold_24, (w,), {}),
         (ops.hard_threshold_24, (wb,), {}),
         (ops.scale_factor, (w,), {}),
@@ -44,14 +48,25 @@ CASES = op_cases()
 ALL_UTILS = ("test_schema", "test_autograd_registration", "test_faketensor", "test_aot_dispatch_dynamic")
 
 
+def opcheck_utils(op, args, kwargs):
+    """All opcheck tests, less those torch cannot run on FP8 tensors (it has no FP8
+    arithmetic): test_schema compares inputs arithmetically (FP8 inputs), and
+    aot_dispatch_dynamic sums the outputs to test backward (FP8 outputs)."""
+    fp8 = (torch.float8_e4m3fn, torch.float8_e5m2)
+    out = op(*args, **kwargs)
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    skip = set()
+    if any(isinstance(a, torch.Tensor) and a.dtype in fp8 for a in args):
+        skip.add("test_schema")
+    if any(o.dtype in fp8 for o in outs):
+        skip.add("test_aot_dispatch_dynamic")
+    return tuple(u for u in ALL_UTILS if u not in skip)
+
+
 @pytest.mark.parametrize("case", range(len(CASES)), ids=[f"{c[0]._qualified_op_name}-{i}" for i, c in enumerate(CASES)])
 def test_opcheck_cpu(case):
     op, args, kwargs = CASES[case]
-    utils = ALL_UTILS
-    if op is ops.quantize_fp8:
-        # aot_dispatch_dynamic sums the outputs to test backward, and torch has no sum of FP8.
-        utils = tuple(u for u in ALL_UTILS if u != "test_aot_dispatch_dynamic")
-    torch.library.opcheck(op, args, kwargs, test_utils=utils)
+    torch.library.opcheck(op, args, kwargs, test_utils=opcheck_utils(op, args, kwargs))
 
 
 def test_every_op_has_an_opcheck_case():

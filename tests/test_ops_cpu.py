@@ -209,3 +209,60 @@ def test_sparse_linear_against_float64(layout, dtype, bias):
     if layout == "sm80":
         r = ref.sparse_linear(x, values, meta, b, layout)
         assert ((r.double() - expect).norm() / expect.norm()) < 1e-2
+
+
+FP8 = [torch.float8_e4m3fn, torch.float8_e5m2]
+
+
+def fp8_weight(w, fp8_dtype):
+    """(values, meta, w_scale_inv): β·S(w) compressed to FP8 with a per-tensor scale."""
+    beta = s_ste.scale_factor(w)
+    w_hat = ref.soft_threshold_24(w.float())[0] * beta
+    w_scale = torch.finfo(fp8_dtype).max / w_hat.abs().max()
+    values, meta = s_ste.prune_and_compress(w, beta * w_scale, "sm90", fp8_dtype)
+    return values, meta, 1.0 / w_scale
+
+
+@pytest.mark.parametrize("fp8_dtype", FP8)
+@pytest.mark.parametrize("shape", [(1, 32), (72, 160), (130, 288)])
+def test_prune_and_compress_fp8_saturates_and_round_trips(fp8_dtype, shape):
+    w = randn(*shape, seed=shape[0] + 3)
+    scale = torch.tensor(torch.finfo(fp8_dtype).max / 2)  # the largest values saturate
+    values, meta = s_ste.prune_and_compress(w, scale, "sm90", fp8_dtype)
+    assert values.dtype == fp8_dtype and values.shape == (shape[0], shape[1] // 2)
+    fmax = torch.finfo(fp8_dtype).max
+    expected = (ref.soft_threshold_24(w.float())[0] * scale).clamp(-fmax, fmax).to(fp8_dtype)
+    dense = s_ste.decompress(values, meta, "sm90")
+    assert_bits_equal(dense, expected, "FP8 values")
+    assert dense.float().abs().max().item() == fmax, "saturated, never NaN"
+
+
+def test_fp8_values_need_the_sm90_layout_and_k_multiple_of_32():
+    w = randn(64, 48)
+    with pytest.raises(TypeError, match=r'prune_and_compress: layout "sm80" holds 16-bit values'):
+        s_ste.prune_and_compress(randn(64, 64), torch.tensor(1.0), "sm80", torch.float8_e4m3fn)
+    with pytest.raises(ValueError, match=r'layout "sm90" needs K .* multiple of 32 for 8-bit values'):
+        s_ste.prune_and_compress(w, torch.tensor(1.0), "sm90", torch.float8_e4m3fn)
+
+
+@pytest.mark.parametrize("fp8_dtype", FP8)
+@pytest.mark.parametrize("bias", [False, True])
+def test_sparse_linear_fp8_against_float64(fp8_dtype, bias):
+    w, x = randn(96, 160, seed=1), randn(4, 20, 160, seed=2)
+    b = randn(96, dtype=torch.bfloat16, seed=3) if bias else None
+    values, meta, w_scale_inv = fp8_weight(w, fp8_dtype)
+    xq, x_scale_inv = s_ste.quantize_fp8(x, torch.float8_e4m3fn)
+    alpha = x_scale_inv * w_scale_inv
+    y = s_ste.sparse_linear(xq, values, meta, b, "sm90", alpha)
+    assert y.dtype == torch.bfloat16 and y.shape == (4, 20, 96)
+    # Exactly what the GEMM computes, in float64: alpha·(x_q · ŵ_qᵀ) + bias, then bf16.
+    exact = alpha.double() * (xq.double() @ s_ste.decompress(values, meta, "sm90").double().t())
+    if bias:
+        exact += b.double()
+    assert ((y.double() - exact).norm() / exact.norm()).item() < 8e-3
+    # Against the unquantized product: FP8 rounding of both operands (2^-4 / 2^-3 relative).
+    true = x.double() @ (ref.soft_threshold_24(w.float())[0] * s_ste.scale_factor(w)).double().t()
+    if bias:
+        true += b.double()
+    bound = {torch.float8_e4m3fn: 0.05, torch.float8_e5m2: 0.1}[fp8_dtype]
+    assert ((y.double() - true).norm() / true.norm()).item() < bound

@@ -42,14 +42,16 @@ std::tuple<at::Tensor, at::Tensor> prune_and_compress_cpu(const at::Tensor& w_in
   const float beta = p.scale.item<float>();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.w.scalar_type(), "compress_in", [&] {
     using In = scalar_t;
-    AT_DISPATCH_REDUCED_FLOATING_TYPES(p.values.scalar_type(), "compress_out", [&] {
+    dispatch_value_type(p.values.scalar_type(), [&](auto out_tag, auto fp8) {
+      using Out = decltype(out_tag);
       with_layout(p.layout, [&](auto sm80) {
         constexpr bool kSm80 = decltype(sm80)::value;
         const In* w = p.w.data_ptr<In>();
-        scalar_t* values = p.values.data_ptr<scalar_t>();
+        Out* values = static_cast<Out*>(p.values.data_ptr());
         void* meta = p.meta.data_ptr();
         at::parallel_for(0, p.rows * p.K / kUnitCols<kSm80>, kGrain / 4, [&](int64_t b, int64_t e) {
-          for (int64_t u = b; u < e; ++u) compress_unit<kSm80>(w, values, meta, p.rows, p.K, u, beta);
+          for (int64_t u = b; u < e; ++u)
+            compress_unit<kSm80, decltype(fp8)::value>(w, values, meta, p.rows, p.K, u, beta);
         });
       });
     });
@@ -59,12 +61,13 @@ std::tuple<at::Tensor, at::Tensor> prune_and_compress_cpu(const at::Tensor& w_in
 
 at::Tensor decompress_cpu(const at::Tensor& values_in, const at::Tensor& meta_in, c10::string_view layout) {
   DecompressPlan p = plan_decompress(values_in, meta_in, layout);
-  AT_DISPATCH_REDUCED_FLOATING_TYPES(p.values.scalar_type(), "decompress_cpu", [&] {
+  dispatch_value_type(p.values.scalar_type(), [&](auto value_tag, auto) {
+    using scalar_t = decltype(value_tag);
     with_layout(p.layout, [&](auto sm80) {
       constexpr bool kSm80 = decltype(sm80)::value;
-      const scalar_t* values = p.values.data_ptr<scalar_t>();
+      const scalar_t* values = static_cast<const scalar_t*>(p.values.data_ptr());
       const void* meta = p.meta.data_ptr();
-      scalar_t* out = p.dense.data_ptr<scalar_t>();
+      scalar_t* out = static_cast<scalar_t*>(p.dense.data_ptr());
       at::parallel_for(0, p.rows * p.K / kUnitCols<kSm80>, kGrain / 4, [&](int64_t b, int64_t e) {
         for (int64_t u = b; u < e; ++u) decompress_unit<kSm80>(values, meta, out, p.rows, p.K, u);
       });

@@ -28,11 +28,11 @@ __global__ void threshold_kernel(const T* __restrict__ w, T* __restrict__ out, b
   }
 }
 
-template <bool Sm80, typename In, typename Out>
+template <bool Sm80, int Fp8, typename In, typename Out>
 __global__ void compress_kernel(const In* __restrict__ w, const float* __restrict__ scale, Out* __restrict__ values,
                                 void* __restrict__ meta, int64_t rows, int64_t K) {
   const float beta = *scale;
-  S_STE_GRID_STRIDE(u, rows * K / kUnitCols<Sm80>) { compress_unit<Sm80>(w, values, meta, rows, K, u, beta); }
+  S_STE_GRID_STRIDE(u, rows * K / kUnitCols<Sm80>) { compress_unit<Sm80, Fp8>(w, values, meta, rows, K, u, beta); }
 }
 
 template <bool Sm80, typename T>
@@ -62,13 +62,14 @@ std::tuple<at::Tensor, at::Tensor> prune_and_compress_cuda(const at::Tensor& w_i
   auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.w.scalar_type(), "compress_in", [&] {
     using In = scalar_t;
-    AT_DISPATCH_REDUCED_FLOATING_TYPES(p.values.scalar_type(), "compress_out", [&] {
+    dispatch_value_type(p.values.scalar_type(), [&](auto out_tag, auto fp8) {
+      using Out = decltype(out_tag);
       with_layout(p.layout, [&](auto sm80) {
         constexpr bool kSm80 = decltype(sm80)::value;
-        compress_kernel<kSm80, In, scalar_t>
+        compress_kernel<kSm80, decltype(fp8)::value, In, Out>
             <<<cuda::grid_for(p.rows * p.K / kUnitCols<kSm80>), cuda::kThreads, 0, stream>>>(
-                p.w.data_ptr<In>(), p.scale.data_ptr<float>(), p.values.data_ptr<scalar_t>(), p.meta.data_ptr(),
-                p.rows, p.K);
+                p.w.data_ptr<In>(), p.scale.data_ptr<float>(), static_cast<Out*>(p.values.data_ptr()),
+                p.meta.data_ptr(), p.rows, p.K);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
     });
@@ -80,11 +81,13 @@ at::Tensor decompress_cuda(const at::Tensor& values_in, const at::Tensor& meta_i
   DecompressPlan p = plan_decompress(values_in, meta_in, layout);
   const c10::cuda::CUDAGuard guard(p.values.device());
   auto stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_REDUCED_FLOATING_TYPES(p.values.scalar_type(), "decompress_cuda", [&] {
+  dispatch_value_type(p.values.scalar_type(), [&](auto value_tag, auto) {
+    using scalar_t = decltype(value_tag);
     with_layout(p.layout, [&](auto sm80) {
       constexpr bool kSm80 = decltype(sm80)::value;
       decompress_kernel<kSm80, scalar_t><<<cuda::grid_for(p.rows * p.K / kUnitCols<kSm80>), cuda::kThreads, 0, stream>>>(
-          p.values.data_ptr<scalar_t>(), p.meta.data_ptr(), p.dense.data_ptr<scalar_t>(), p.rows, p.K);
+          static_cast<const scalar_t*>(p.values.data_ptr()), p.meta.data_ptr(),
+          static_cast<scalar_t*>(p.dense.data_ptr()), p.rows, p.K);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });

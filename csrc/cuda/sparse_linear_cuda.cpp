@@ -15,16 +15,23 @@ namespace s_ste {
 namespace {
 
 gemm::Element element_of(c10::ScalarType t) {
-  return t == c10::kBFloat16 ? gemm::Element::kBF16 : gemm::Element::kF16;
+  switch (t) {
+    case c10::kBFloat16: return gemm::Element::kBF16;
+    case c10::kHalf: return gemm::Element::kF16;
+    case c10::kFloat8_e4m3fn: return gemm::Element::kE4M3;
+    default: return gemm::Element::kE5M2;
+  }
 }
 
 at::Tensor sparse_linear_cuda(const at::Tensor& x, const at::Tensor& values, const at::Tensor& meta,
-                              const std::optional<at::Tensor>& bias, c10::string_view layout) {
-  const SparseLinearPlan p = plan_sparse_linear(x, values, meta, bias, layout);
+                              const std::optional<at::Tensor>& bias, c10::string_view layout,
+                              const std::optional<at::Tensor>& alpha) {
+  const SparseLinearPlan p = plan_sparse_linear(x, values, meta, bias, layout, alpha);
   const c10::cuda::CUDAGuard guard(values.device());
-  if (p.N == 0) return at::empty(p.out_sizes, values.options());
+  const auto out_options = values.options().dtype(p.out_dtype);
+  if (p.N == 0) return at::empty(p.out_sizes, out_options);
 
-  at::Tensor out = at::empty({p.N * p.M}, values.options());
+  at::Tensor out = at::empty({p.N * p.M}, out_options);
   gemm::SparseLinearArgs args{};
   args.N = p.N;
   args.M = p.M;
@@ -34,18 +41,18 @@ at::Tensor sparse_linear_cuda(const at::Tensor& x, const at::Tensor& values, con
   args.meta = meta.data_ptr();
   args.bias = bias ? bias->data_ptr() : nullptr;
   args.out = out.data_ptr();
-  args.alpha = nullptr;
+  args.alpha = alpha ? alpha->data_ptr<float>() : nullptr;
   args.stream = at::cuda::getCurrentCUDAStream();
 
   std::string why;
   const gemm::SparseGemmKernel* kernel =
       gemm::select_kernel(args, p.layout == Layout::kSm90, element_of(values.scalar_type()),
-                          at::cuda::getCurrentDeviceProperties()->major, &why);
+                          element_of(p.x2d.scalar_type()), at::cuda::getCurrentDeviceProperties()->major, &why);
   if (kernel == nullptr) {
     TORCH_WARN_ONCE("sparse_linear: no CUTLASS sparse kernel takes this problem (N=", p.N, ", M=", p.M, ", K=",
                     p.K, ", layout \"", layout, "\", ", values.scalar_type(), "): ", why,
                     ". Falling back to decompress + dense GEMM.");
-    return sparse_linear_dense(p, values, meta, bias, layout);
+    return sparse_linear_dense(p, values, meta, bias, layout, alpha);
   }
   args = gemm::args_for(*kernel, args);
   at::Tensor workspace;
@@ -63,7 +70,7 @@ at::Tensor sparse_linear_cuda(const at::Tensor& x, const at::Tensor& values, con
     return y.view(p.out_sizes);
   }
   // The kernel wrote yᵀ [M, N]: transpose (and add the bias) in one pass.
-  at::Tensor y = at::empty({p.N, p.M}, values.options());
+  at::Tensor y = at::empty({p.N, p.M}, out_options);
   const at::Tensor yt = out.view({p.M, p.N}).t();
   if (add_bias) at::add_out(y, yt, *bias);
   else y.copy_(yt);

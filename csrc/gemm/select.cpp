@@ -11,14 +11,14 @@ SparseLinearArgs args_for(const SparseGemmKernel& kernel, SparseLinearArgs args)
   return args;
 }
 
-const SparseGemmKernel* select_kernel(const SparseLinearArgs& args, bool sm90_layout, Element element,
+const SparseGemmKernel* select_kernel(const SparseLinearArgs& args, bool sm90_layout, Element a, Element b,
                                       int sm_major, std::string* why) {
   int count = 0;
   const SparseGemmKernel* const* all = kernels(&count);
   std::string reasons;
   for (int i = 0; i < count; ++i) {
     const SparseGemmKernel* k = all[i];
-    if (k->sm90_layout != sm90_layout || k->a != element) continue;
+    if (k->sm90_layout != sm90_layout || k->a != a || k->b != b) continue;
     std::string reason;
     if (k->sm == 90 && sm_major != 9) {
       reason = "needs an SM90 (Hopper) GPU";
@@ -31,7 +31,7 @@ const SparseGemmKernel* select_kernel(const SparseLinearArgs& args, bool sm90_la
     }
     reasons += std::string(reasons.empty() ? "" : "; ") + k->name + ": " + reason;
   }
-  if (why) *why = reasons.empty() ? "no kernel for this layout and dtype in this build" : reasons;
+  if (why) *why = reasons.empty() ? "no kernel for this layout and these dtypes in this build" : reasons;
   return nullptr;
 }
 

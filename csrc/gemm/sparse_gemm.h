@@ -57,10 +57,10 @@ const SparseGemmKernel* const* kernels(int* count);
 // caller then adds it after the GEMM).
 SparseLinearArgs args_for(const SparseGemmKernel& kernel, SparseLinearArgs args);
 
-// The first kernel that takes the problem: same metadata family and element type, runs on a
+// The first kernel that takes the problem: same metadata family and element types, runs on a
 // GPU of compute capability major `sm_major`, and its can_implement accepts `args`. Returns
 // nullptr and appends each candidate's reason to *why otherwise (csrc/gemm/select.cpp).
-const SparseGemmKernel* select_kernel(const SparseLinearArgs& args, bool sm90_layout, Element element,
+const SparseGemmKernel* select_kernel(const SparseLinearArgs& args, bool sm90_layout, Element a, Element b,
                                       int sm_major, std::string* why);
 
 }  // namespace s_ste::gemm

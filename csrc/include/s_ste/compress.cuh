@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 
+#include "fp8.cuh"
 #include "hd.cuh"
 #include "layout_sm80.cuh"
 #include "layout_sm90.cuh"
@@ -13,10 +14,25 @@
 
 namespace s_ste {
 
+// How a float32 value is stored: Fp8 = 0 converts to the 16-bit type Out; Fp8 = 1 / 2 writes
+// the saturating E4M3 / E5M2 rounding of fp8.cuh into the byte of Out (a plain FP8
+// conversion would turn overflow into NaN).
+enum Fp8Kind : int { kNotFp8 = 0, kE4M3 = 1, kE5M2 = 2 };
+
+template <int Fp8, typename Out>
+S_STE_HD void store_value(Out& dst, float v) {
+  if constexpr (Fp8 == kNotFp8) {
+    dst = static_cast<Out>(v);
+  } else {
+    static_assert(sizeof(Out) == 1, "FP8 values are one byte");
+    *reinterpret_cast<uint8_t*>(&dst) = fp8::encode(v, Fp8 == kE4M3 ? fp8::kE4M3 : fp8::kE5M2);
+  }
+}
+
 // Prune `groups` consecutive groups of row `in` starting at element 4*g0, scale by beta,
 // write their kept values to `values_row` (two per group) and return their codes packed
 // low nibble first.
-template <int Groups, typename In, typename Out>
+template <int Groups, int Fp8, typename In, typename Out>
 S_STE_HD uint32_t prune_compress_groups(const In* in, Out* values_row, int64_t g0, float beta,
                                         bool soft) {
   uint32_t packed = 0;
@@ -27,8 +43,8 @@ S_STE_UNROLL
 S_STE_UNROLL
     for (int i = 0; i < 4; ++i) w[i] = static_cast<float>(in[4 * g + i]);
     const Pruned24 p = prune_group(w, soft);
-    values_row[2 * g] = static_cast<Out>(mul_rn(p.value[p.i0], beta));
-    values_row[2 * g + 1] = static_cast<Out>(mul_rn(p.value[p.i1], beta));
+    store_value<Fp8>(values_row[2 * g], mul_rn(p.value[p.i0], beta));
+    store_value<Fp8>(values_row[2 * g + 1], mul_rn(p.value[p.i1], beta));
     packed |= code24(p.i0, p.i1) << (4 * s);
   }
   return packed;
@@ -43,18 +59,18 @@ S_STE_UNROLL
     int i0, i1;
     decode24((packed >> (4 * s)) & 0xFu, i0, i1);
 S_STE_UNROLL
-    for (int i = 0; i < 4; ++i) out_row[4 * g + i] = static_cast<T>(0.0f);
+    for (int i = 0; i < 4; ++i) out_row[4 * g + i] = T{};  // +0 in every value type
     out_row[4 * g + i0] = values_row[2 * g];
     out_row[4 * g + i1] = values_row[2 * g + 1];
   }
 }
 
 // SM80: one int16 metadata element = 4 groups (16 logical columns).
-template <typename In, typename Out>
+template <int Fp8, typename In, typename Out>
 S_STE_HD void compress_unit_sm80(const In* w, Out* values, int16_t* meta, int64_t rows, int64_t K,
                                  int64_t r, int64_t c, float beta, bool soft) {
   const uint32_t packed =
-      prune_compress_groups<4>(w + r * K, values + r * (K / 2), 4 * c, beta, soft);
+      prune_compress_groups<4, Fp8>(w + r * K, values + r * (K / 2), 4 * c, beta, soft);
   meta[sm80::meta_offset(r, c, rows)] = static_cast<int16_t>(static_cast<uint16_t>(packed));
 }
 
@@ -66,11 +82,11 @@ S_STE_HD void decompress_unit_sm80(const T* values, const int16_t* meta, T* out,
 }
 
 // SM90: one metadata byte = 2 groups (8 logical columns); k8 indexes those byte columns.
-template <typename In, typename Out>
+template <int Fp8, typename In, typename Out>
 S_STE_HD void compress_unit_sm90(const In* w, Out* values, uint8_t* meta, int64_t rows, int64_t K,
                                  int64_t r, int64_t k8, float beta, bool soft) {
   const uint32_t packed =
-      prune_compress_groups<2>(w + r * K, values + r * (K / 2), 2 * k8, beta, soft);
+      prune_compress_groups<2, Fp8>(w + r * K, values + r * (K / 2), 2 * k8, beta, soft);
   meta[sm90::meta_byte_offset(r, k8, rows, K, int(8 * sizeof(Out)))] = static_cast<uint8_t>(packed);
 }
 
@@ -86,14 +102,16 @@ S_STE_HD void decompress_unit_sm90(const T* values, const uint8_t* meta, T* out,
 template <bool Sm80>
 constexpr int kUnitCols = Sm80 ? 16 : 8;  // logical columns covered by one metadata element
 
-template <bool Sm80, typename In, typename Out>
+template <bool Sm80, int Fp8, typename In, typename Out>
 S_STE_HD void compress_unit(const In* w, Out* values, void* meta, int64_t rows, int64_t K, int64_t u,
                             float beta) {
   const int64_t cols = K / kUnitCols<Sm80>, r = u / cols, c = u % cols;
   if constexpr (Sm80) {
-    compress_unit_sm80(w, values, static_cast<int16_t*>(meta), rows, K, r, c, beta, true);
+    // The SM80 layout holds 16-bit values only; the op layer rejects FP8 before any launch.
+    if constexpr (Fp8 == kNotFp8)
+      compress_unit_sm80<Fp8>(w, values, static_cast<int16_t*>(meta), rows, K, r, c, beta, true);
   } else {
-    compress_unit_sm90(w, values, static_cast<uint8_t*>(meta), rows, K, r, c, beta, true);
+    compress_unit_sm90<Fp8>(w, values, static_cast<uint8_t*>(meta), rows, K, r, c, beta, true);
   }
 }
 
