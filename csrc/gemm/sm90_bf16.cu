@@ -25,21 +25,7 @@ using Sm90Bf16Gemm =
                      cutlass::epilogue::TmaWarpSpecializedCooperative>;
 }  // namespace
 
-extern const SparseGemmKernel kSm90Bf16 = {
-    /*name=*/"sm90_bf16_128x128x128_c2x1_coop",
-    /*sm=*/90,
-    /*sm90_layout=*/true,
-    /*a=*/Element::kBF16,
-    /*b=*/Element::kBF16,
-    /*out=*/Element::kBF16,
-    /*has_bias=*/true,
-    /*out_is_transposed=*/false,
-    /*tile_m=*/128,
-    /*tile_n=*/128,
-    /*tile_k=*/128,
-    /*can_implement=*/&Sm90Bf16Gemm::can_implement,
-    /*workspace_bytes=*/&Sm90Bf16Gemm::workspace_bytes,
-    /*run=*/&Sm90Bf16Gemm::run,
-};
+extern constinit const SparseGemmKernel kSm90Bf16 =
+    sm90::make_sm90_kernel<Sm90Bf16Gemm>("sm90_bf16_128x128x128_c2x1_coop", Element::kBF16, Element::kBF16, Element::kBF16);
 
 }  // namespace s_ste::gemm

@@ -59,21 +59,7 @@ static_assert(std::is_same_v<typename Sm90E4m3Gemm::CollectiveMainloop::TiledMma
               "unexpected sparse MMA operand types");
 }  // namespace
 
-extern const SparseGemmKernel kSm90E4m3 = {
-    /*name=*/"sm90_e4m3_128x128x128_c2x1_coop",
-    /*sm=*/90,
-    /*sm90_layout=*/true,
-    /*a=*/Element::kE4M3,
-    /*b=*/Element::kE4M3,
-    /*out=*/Element::kBF16,
-    /*has_bias=*/true,
-    /*out_is_transposed=*/false,
-    /*tile_m=*/128,
-    /*tile_n=*/128,
-    /*tile_k=*/128,
-    /*can_implement=*/&Sm90E4m3Gemm::can_implement,
-    /*workspace_bytes=*/&Sm90E4m3Gemm::workspace_bytes,
-    /*run=*/&Sm90E4m3Gemm::run,
-};
+extern constinit const SparseGemmKernel kSm90E4m3 =
+    sm90::make_sm90_kernel<Sm90E4m3Gemm>("sm90_e4m3_128x128x128_c2x1_coop", Element::kE4M3, Element::kE4M3, Element::kBF16);
 
 }  // namespace s_ste::gemm

@@ -320,4 +320,25 @@ struct SparseGemm {
   }
 };
 
+// The registry entry of one instantiation. Every SM90 kernel consumes the "sm90" layout,
+// fuses the per-row bias and writes y [N, M] row-major directly.
+template <class Gemm>
+constexpr SparseGemmKernel make_sm90_kernel(const char* name, Element a, Element b, Element out) {
+  using Tile = typename Gemm::TileShape;
+  return SparseGemmKernel{name,
+                          /*sm=*/90,
+                          /*sm90_layout=*/true,
+                          a,
+                          b,
+                          out,
+                          /*has_bias=*/true,
+                          /*out_is_transposed=*/false,
+                          int(cute::size<0>(Tile{})),
+                          int(cute::size<1>(Tile{})),
+                          int(cute::size<2>(Tile{})),
+                          &Gemm::can_implement,
+                          &Gemm::workspace_bytes,
+                          &Gemm::run};
+}
+
 }  // namespace s_ste::gemm::sm90
