@@ -101,21 +101,23 @@ bool parse_element(const char* name, s_ste::gemm::Element* out) {
   return false;
 }
 
-// gemm_select(layout, values_dtype, sm_major, N, M, K, bias[, x_dtype]) -> (kernel name or
-// None, reasons): what sparse_linear would run on a GPU of that compute capability. x_dtype
-// defaults to values_dtype (float8_e4m3fn for FP8 values).
+// gemm_select(layout, values_dtype, sm_major, N, M, K, bias[, x_dtype[, sm_count]]) ->
+// (kernel name or None, reasons): what sparse_linear would run on a GPU of that compute
+// capability and SM count (default 132, an H100 SXM). x_dtype defaults to values_dtype
+// (float8_e4m3fn for FP8 values).
 PyObject* gemm_select(PyObject*, PyObject* args) {
   const char *layout, *a_name, *b_name = nullptr;
-  int sm_major, bias;
+  int sm_major, bias, sm_count = 132;
   long long N, M, K;
-  if (!PyArg_ParseTuple(args, "ssiLLLp|s", &layout, &a_name, &sm_major, &N, &M, &K, &bias, &b_name)) return nullptr;
+  if (!PyArg_ParseTuple(args, "ssiLLLp|zi", &layout, &a_name, &sm_major, &N, &M, &K, &bias, &b_name, &sm_count))
+    return nullptr;
   s_ste::gemm::Element a, b;
   if (!parse_element(a_name, &a)) return nullptr;
   if (b_name == nullptr) b = a == s_ste::gemm::Element::kE5M2 ? s_ste::gemm::Element::kE4M3 : a;
   else if (!parse_element(b_name, &b)) return nullptr;
   std::string why;
   const auto* k = s_ste::gemm::select_kernel(dummy_args(N, M, K, bias), std::strcmp(layout, "sm90") == 0, a, b,
-                                             sm_major, &why);
+                                             sm_major, sm_count, &why);
   if (k) return Py_BuildValue("(ss)", k->name, "");
   return Py_BuildValue("(Os)", Py_None, why.c_str());
 }

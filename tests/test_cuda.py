@@ -261,3 +261,23 @@ def test_sparse_linear_fp8_gemm(fp8_dtype, N, M, K, bias):
     assert rel < 8e-3, f"{name}: relative error {rel:.3g} (bf16 output rounding is ~4e-3)"
     cpu = s_ste.sparse_linear(xq.cpu(), values.cpu(), meta.cpu(), None if b is None else b.cpu(), "sm90", alpha.cpu())
     assert ((y.cpu().double() - cpu.double()).norm() / cpu.double().norm()).item() < 8e-3
+
+
+def test_fp8_weight_gradient_gemm():
+    """dWᵀ = sparse_linear(xᵀ in E4M3, MVUE(gᵀ) compressed to E5M2): the E5M2×E4M3 kernel."""
+    import s_ste_cuda
+
+    if torch.cuda.get_device_capability()[0] != 9:
+        pytest.skip("FP8 sparse GEMMs need a Hopper GPU")
+    tokens, n_out, k_in = 8192, 1024, 768
+    g = randn(tokens, n_out, seed=1, device="cuda")
+    x = randn(tokens, k_in, seed=2, device="cuda")
+    assert s_ste_cuda.gemm_select("sm90", "float8_e5m2", 9, k_in, n_out, tokens, False)[0] is not None
+    g_sparse = s_ste.mvue_24(g.t().contiguous(), 3, 0)
+    g_scale = torch.finfo(torch.float8_e5m2).max / g_sparse.abs().max()
+    values, meta = s_ste.prune_and_compress(g_sparse, g_scale, "sm90", torch.float8_e5m2)
+    xq, x_scale_inv = s_ste.quantize_fp8(x.t().contiguous(), torch.float8_e4m3fn)
+    alpha = x_scale_inv / g_scale
+    dw_t = s_ste.sparse_linear(xq, values, meta, None, "sm90", alpha)
+    exact = alpha.double() * (xq.double() @ s_ste.decompress(values, meta, "sm90").double().t())
+    assert ((dw_t.double() - exact).norm() / exact.norm()).item() < 8e-3

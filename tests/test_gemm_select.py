@@ -76,3 +76,15 @@ def test_can_implement_rejects_degenerate_problems_with_a_message(name):
     assert s_ste_cuda.gemm_can_implement(name, 4096, 4096, 4096, False) is None
     with pytest.raises(KeyError):
         s_ste_cuda.gemm_can_implement("no_such_kernel", 64, 64, 64, False)
+
+
+def test_small_problems_take_the_smaller_tile():
+    by_name = {k["name"]: k for k in kernels()}
+    for dtype in ("bfloat16", "float8_e4m3fn"):
+        big, _ = s_ste_cuda.gemm_select("sm90", dtype, 9, 8192, 4096, 4096, False)
+        small, _ = s_ste_cuda.gemm_select("sm90", dtype, 9, 128, 1024, 1024, False)
+        assert by_name[big]["tile_m"] == 128, "a problem that fills the GPU takes the large tile"
+        # 8 × 1 tiles of 128×128 leave most of 132 SMs idle: the 64-row tile doubles the CTAs.
+        assert by_name[small]["tile_m"] == 64, small
+        # On a 4-SM GPU the same problem fills it with the large tile.
+        assert s_ste_cuda.gemm_select("sm90", dtype, 9, 128, 1024, 1024, False, None, 4)[0] == big

@@ -266,3 +266,28 @@ def test_sparse_linear_fp8_against_float64(fp8_dtype, bias):
         true += b.double()
     bound = {torch.float8_e4m3fn: 0.05, torch.float8_e5m2: 0.1}[fp8_dtype]
     assert ((y.double() - true).norm() / true.norm()).item() < bound
+
+
+@pytest.mark.parametrize("out_dtype", [torch.bfloat16, torch.float8_e5m2])
+def test_weight_gradient_through_sparse_linear(out_dtype):
+    """dW = MVUE(gᵀ)·x with the 2:4 groups along tokens, as sparse_linear computes it:
+    prune_and_compress of an MVUE output is lossless (≥ 2 zeros per group, so t = 0), and
+    dWᵀ = sparse_linear(xᵀ, MVUE(gᵀ) compressed)."""
+    tokens, n_out, k_in = 64, 96, 48
+    g, x = randn(tokens, n_out, seed=1), randn(tokens, k_in, seed=2)
+    g_sparse = s_ste.mvue_24(g.t().contiguous(), 7, 0)  # [n_out, tokens]
+    if out_dtype == torch.bfloat16:
+        values, meta = s_ste.prune_and_compress(g_sparse, torch.tensor(1.0), "sm90", out_dtype)
+        assert torch.equal(s_ste.decompress(values, meta, "sm90"), g_sparse.bfloat16()), "lossless"
+        dw_t = s_ste.sparse_linear(x.t().contiguous().bfloat16(), values, meta, None, "sm90")
+        alpha = torch.tensor(1.0)
+    else:
+        g_scale = torch.finfo(out_dtype).max / g_sparse.abs().max()
+        values, meta = s_ste.prune_and_compress(g_sparse, g_scale, "sm90", out_dtype)
+        xq, x_scale_inv = s_ste.quantize_fp8(x.t().contiguous(), torch.float8_e4m3fn)
+        alpha = x_scale_inv / g_scale
+        dw_t = s_ste.sparse_linear(xq, values, meta, None, "sm90", alpha)
+    assert dw_t.shape == (k_in, n_out)
+    expect = g_sparse.double() @ x.double()
+    bound = 1e-2 if out_dtype == torch.bfloat16 else 0.1
+    assert ((dw_t.t().double() - expect).norm() / expect.norm()).item() < bound

@@ -45,9 +45,10 @@ at::Tensor sparse_linear_cuda(const at::Tensor& x, const at::Tensor& values, con
   args.stream = at::cuda::getCurrentCUDAStream();
 
   std::string why;
+  const cudaDeviceProp* device = at::cuda::getCurrentDeviceProperties();
   const gemm::SparseGemmKernel* kernel =
       gemm::select_kernel(args, p.layout == Layout::kSm90, element_of(values.scalar_type()),
-                          element_of(p.x2d.scalar_type()), at::cuda::getCurrentDeviceProperties()->major, &why);
+                          element_of(p.x2d.scalar_type()), device->major, device->multiProcessorCount, &why);
   if (kernel == nullptr) {
     TORCH_WARN_ONCE("sparse_linear: no CUTLASS sparse kernel takes this problem (N=", p.N, ", M=", p.M, ", K=",
                     p.K, ", layout \"", layout, "\", ", values.scalar_type(), "): ", why,

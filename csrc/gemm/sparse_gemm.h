@@ -57,10 +57,12 @@ const SparseGemmKernel* const* kernels(int* count);
 // caller then adds it after the GEMM).
 SparseLinearArgs args_for(const SparseGemmKernel& kernel, SparseLinearArgs args);
 
-// The first kernel that takes the problem: same metadata family and element types, runs on a
-// GPU of compute capability major `sm_major`, and its can_implement accepts `args`. Returns
-// nullptr and appends each candidate's reason to *why otherwise (csrc/gemm/select.cpp).
+// The kernel for a problem (csrc/gemm/select.cpp). Candidates: same metadata family and
+// element types, runnable on a GPU of compute capability major `sm_major`, accepted by
+// can_implement. Among them, in registry order (large tiles first), the first whose tile
+// grid fills `sm_count` SMs; if none does (a small problem), the one with the most tiles.
+// Returns nullptr and each candidate's reason in *why when none takes the problem.
 const SparseGemmKernel* select_kernel(const SparseLinearArgs& args, bool sm90_layout, Element a, Element b,
-                                      int sm_major, std::string* why);
+                                      int sm_major, int sm_count, std::string* why);
 
 }  // namespace s_ste::gemm
