@@ -56,13 +56,6 @@ static_assert(std::is_same_v<typename Sm90Bf16PingpongGemm::CollectiveMainloop::
               "unexpected MMA atom: expected the sparse GMMA_64x128x32_F32BF16BF16_SS (K-major A and B)");
 static_assert(cute::size(typename Sm90Bf16PingpongGemm::CollectiveMainloop::TiledMma{}) == 128,
               "Pingpong needs a TiledMma of one warpgroup (128 threads)");
-static_assert(std::is_same_v<typename Sm90Bf16PingpongGemm::CollectiveMainloop::TiledMma::ValTypeA,
-                             cute::sparse_elem<2, cutlass::bfloat16_t>> &&
-                  std::is_same_v<typename Sm90Bf16PingpongGemm::CollectiveMainloop::TiledMma::ValTypeB,
-                                 cutlass::bfloat16_t> &&
-                  std::is_same_v<typename Sm90Bf16PingpongGemm::CollectiveMainloop::TiledMma::ValTypeE,
-                                 cute::sparse_elem<8, uint8_t>>,
-              "unexpected sparse MMA operand types");
 // The kernel is the Pingpong GemmUniversal: 1 producer + 2 consumer warpgroups.
 static_assert(Sm90Bf16PingpongGemm::GemmKernel::NumMmaWarpGroups == 2 &&
                   Sm90Bf16PingpongGemm::GemmKernel::MaxThreadsPerBlock == 384,

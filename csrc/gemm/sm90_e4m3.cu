@@ -50,13 +50,6 @@ static_assert(std::is_same_v<typename Sm90E4m3Gemm::CollectiveMainloop::Dispatch
 static_assert(std::is_same_v<typename Sm90E4m3Gemm::CollectiveMainloop::TiledMma::Atom,
                              cute::MMA_Atom<cute::SM90::GMMA::SPARSE::GMMA_64x128x64_F32E4M3E4M3_SS_TN<>>>,
               "unexpected MMA atom: expected the sparse GMMA_64x128x64_F32E4M3E4M3_SS_TN");
-static_assert(std::is_same_v<typename Sm90E4m3Gemm::CollectiveMainloop::TiledMma::ValTypeA,
-                             cute::sparse_elem<2, cutlass::float_e4m3_t>> &&
-                  std::is_same_v<typename Sm90E4m3Gemm::CollectiveMainloop::TiledMma::ValTypeB,
-                                 cutlass::float_e4m3_t> &&
-                  std::is_same_v<typename Sm90E4m3Gemm::CollectiveMainloop::TiledMma::ValTypeE,
-                                 cute::sparse_elem<8, uint8_t>>,
-              "unexpected sparse MMA operand types");
 }  // namespace
 
 extern constinit const SparseGemmKernel kSm90E4m3 =

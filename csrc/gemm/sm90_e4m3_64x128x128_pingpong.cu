@@ -56,13 +56,6 @@ static_assert(std::is_same_v<typename Sm90E4m3PingpongGemm::CollectiveMainloop::
               "unexpected MMA atom: expected the sparse GMMA_64x128x64_F32E4M3E4M3_SS_TN");
 static_assert(cute::size(typename Sm90E4m3PingpongGemm::CollectiveMainloop::TiledMma{}) == 128,
               "Pingpong needs a TiledMma of one warpgroup (128 threads)");
-static_assert(std::is_same_v<typename Sm90E4m3PingpongGemm::CollectiveMainloop::TiledMma::ValTypeA,
-                             cute::sparse_elem<2, cutlass::float_e4m3_t>> &&
-                  std::is_same_v<typename Sm90E4m3PingpongGemm::CollectiveMainloop::TiledMma::ValTypeB,
-                                 cutlass::float_e4m3_t> &&
-                  std::is_same_v<typename Sm90E4m3PingpongGemm::CollectiveMainloop::TiledMma::ValTypeE,
-                                 cute::sparse_elem<8, uint8_t>>,
-              "unexpected sparse MMA operand types");
 // The kernel is the Pingpong GemmUniversal: 1 producer + 2 consumer warpgroups.
 static_assert(Sm90E4m3PingpongGemm::GemmKernel::NumMmaWarpGroups == 2 &&
                   Sm90E4m3PingpongGemm::GemmKernel::MaxThreadsPerBlock == 384,

@@ -165,6 +165,12 @@ struct SparseGemm {
                     std::is_same_v<LayoutE, decltype(OurSparseConfig::deduce_layoutE())>,
                 "mainloop LayoutA/LayoutE differ from our SparseConfig's");
   static_assert(std::is_same_v<ElementE, uint8_t>, "SM90 sparse metadata must be raw bytes");
+  // The MMA consumes the operand types this kernel is registered with (A sparse, byte metadata).
+  using TiledMma = typename CollectiveMainloop::TiledMma;
+  static_assert(std::is_same_v<typename TiledMma::ValTypeA, cute::sparse_elem<2, ElementA>> &&
+                    std::is_same_v<typename TiledMma::ValTypeB, ElementB> &&
+                    std::is_same_v<typename TiledMma::ValTypeE, cute::sparse_elem<8, uint8_t>>,
+                "unexpected sparse MMA operand types");
   static_assert(int(typename OurSparseConfig::TensorEAtomK{}) == s_ste::sm90::atom_k(kBitsA) &&
                     int(typename OurSparseConfig::TensorEAtomM{}) == s_ste::sm90::kAtomM &&
                     int(typename OurSparseConfig::TensorAAlignmentK{}) == s_ste::sm90::values_k_align(kBitsA),
