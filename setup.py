@@ -23,6 +23,12 @@ if cuda_home:
     # cpp_extension reads CUDA_HOME when it is imported.
     os.environ["CUDA_HOME"] = cuda_home
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0a")
+    # CUTLASS's SM90 kernels compiled for plain sm_90 contain no GEMM (they print an error and
+    # return, leaving the output unwritten): Hopper must be built as 9.0a.
+    archs = os.environ["TORCH_CUDA_ARCH_LIST"].replace(";", " ").split()
+    if any(a.split("+")[0] == "9.0" for a in archs):
+        sys.exit(f"s-ste: TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']!r} builds Hopper as 9.0; "
+                 "use 9.0a (the SM90 sparse GEMMs need the arch-specific wgmma/TMA instructions)")
 
 from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 

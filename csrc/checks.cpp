@@ -59,6 +59,7 @@ void check_dim(const char* op, const char* name, const at::Tensor& t, int64_t di
 bool is_fp8(c10::ScalarType t) { return t == c10::kFloat8_e4m3fn || t == c10::kFloat8_e5m2; }
 
 void check_compress_shape(const char* op, Layout layout, int64_t rows, int64_t K, c10::ScalarType value_dtype) {
+  TORCH_CHECK_VALUE(K > 0, op, ": in_features (K) must be positive, got ", K);
   if (layout == Layout::kSm80) {
     TORCH_CHECK_TYPE(!is_fp8(value_dtype), op, ": layout \"sm80\" holds 16-bit values (no FP8 sparse tensor cores "
                      "before SM90); use layout \"sm90\" for ", value_dtype);

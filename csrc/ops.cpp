@@ -139,10 +139,18 @@ PyObject* gemm_can_implement(PyObject*, PyObject* args) {
   PyErr_Format(PyExc_KeyError, "no GEMM kernel named %s", name);
   return nullptr;
 }
+
+PyObject* last_sparse_linear_kernel(PyObject*, PyObject*) {
+  const char* name = s_ste::gemm::last_kernel();
+  if (name == nullptr) Py_RETURN_NONE;
+  return PyUnicode_FromString(name);
+}
 #endif
 
 PyMethodDef methods[] = {
 #ifdef S_STE_WITH_CUDA
+    {"last_sparse_linear_kernel", last_sparse_linear_kernel, METH_NOARGS,
+     "the GEMM the latest CUDA sparse_linear ran ('fallback': decompress + dense), or None"},
     {"gemm_kernels", gemm_kernels, METH_NOARGS, "the CUTLASS sparse GEMMs compiled in"},
     {"gemm_can_implement", gemm_can_implement, METH_VARARGS, "None if a GEMM takes (N, M, K, bias), else why"},
     {"gemm_select", gemm_select, METH_VARARGS, "the kernel sparse_linear picks for a problem, or (None, why)"},

@@ -43,7 +43,8 @@ def sparse_weight(w: torch.Tensor, scale: torch.Tensor, recipe: str, decay: floa
 
 @sparse_weight.register_fake
 def _sparse_weight_fake(w, scale, recipe, decay):
-    return torch.empty_like(w), torch.empty_like(w, dtype=torch.bool)
+    # Contiguous whatever w's strides: the kernels run on w.contiguous().
+    return w.new_empty(w.shape), w.new_empty(w.shape, dtype=torch.bool)
 
 
 def _sparse_weight_setup(ctx, inputs, output):
@@ -110,7 +111,7 @@ def sparse_linear_train_backward(
 
 @sparse_linear_train_backward.register_fake
 def _sparse_linear_train_backward_fake(grad, x, w_hat, rng, mvue, fp8):
-    return torch.empty_like(x), torch.empty_like(w_hat), grad.new_empty((w_hat.shape[0],))
+    return x.new_empty(x.shape), w_hat.new_empty(w_hat.shape), grad.new_empty((w_hat.shape[0],))
 
 
 def _linear_setup(ctx, inputs, output):

@@ -22,8 +22,9 @@ class SparseLinear(nn.Linear):
 
     ``mvue=True`` sparsifies the output gradient 2:4 along the tokens (unbiased MVUE) for
     the weight-gradient product; ``fp8=True`` rounds the GEMM operands through FP8
-    (E4M3 forward, E5M2 gradient). β is computed at the first training forward (or by
-    :meth:`reset_scale`), saved in ``state_dict`` and kept fixed thereafter.
+    (E4M3 forward, E5M2 gradient). β is computed at the first forward (or by
+    :meth:`reset_scale`), saved in ``state_dict`` as float32 whatever the layer's dtype, and
+    kept fixed thereafter.
     """
 
     def __init__(
@@ -65,8 +66,19 @@ class SparseLinear(nn.Linear):
             return self.weight
         return sparse_weight(self.weight, self.scale, self.recipe, float(self.decay))[0]
 
+    def _apply(self, fn, recurse=True):
+        # β is a float32 scale (the ops take it as float32): keep it so through .half(),
+        # .bfloat16() and .to(dtype), which convert every floating-point buffer.
+        scale = self.scale
+        super()._apply(fn, recurse)
+        if self.scale.dtype != torch.float32:  # undo the cast, keep the move
+            self.scale = scale.to(self.scale.device)
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.recipe == "s-ste" and self.training and not self._scale_ready:
+        # β is computed at the first forward, training or not (so eval before training and
+        # to_inference agree), and then stays fixed.
+        if self.recipe == "s-ste" and not self._scale_ready:
             self.reset_scale()
         w_hat, bias = self.sparse_weight(), self.bias
         if self.recipe == "dense" and not (self.mvue or self.fp8):

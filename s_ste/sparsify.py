@@ -11,9 +11,10 @@ from torch import nn
 
 from .nn import SparseLinear
 
-# The shapes the compressed layouts and CUTLASS's 16-bit sparse GEMMs accept for a weight
-# [out_features, in_features] in both layouts: K % 32 (SM80 metadata pairs; SM90 needs 16)
-# and out_features % 32 (SM80 metadata rows).
+# The weight shapes [out_features, in_features] both compressed layouts accept: K % 32 (SM80
+# metadata pairs; SM90 needs 16, or 32 for FP8) and out_features % 32 (SM80 metadata rows).
+# The GEMMs may need more (SM80 SparseGemm: in_features % 64); sparse_linear falls back to
+# decompress + dense GEMM, with a warning, for the shapes no kernel takes.
 K_MULTIPLE = 32
 N_MULTIPLE = 32
 
@@ -86,6 +87,21 @@ def _semi_structured(weight: torch.Tensor) -> torch.Tensor | None:
         return None
 
 
+def _inference_linear(module: SparseLinear, semi_structured: bool) -> nn.Linear:
+    """A plain nn.Linear holding the layer's final ŵ."""
+    linear = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None,
+                       device=module.weight.device, dtype=module.weight.dtype)
+    if module.recipe == "s-ste" and not module._scale_ready:
+        module.reset_scale()
+    w_hat = module.sparse_weight().detach().clone()
+    # A "dense" recipe layer is not 2:4: torch's converter would silently prune it.
+    sparse = _semi_structured(w_hat) if semi_structured and module.recipe != "dense" else None
+    linear.weight = nn.Parameter(sparse if sparse is not None else w_hat, requires_grad=False)
+    if module.bias is not None:
+        linear.bias = nn.Parameter(module.bias.detach().clone(), requires_grad=False)
+    return linear
+
+
 @torch.no_grad()
 def to_inference(model: nn.Module, semi_structured: bool = True) -> nn.Module:
     """A copy of ``model`` whose SparseLinear layers are plain ``nn.Linear`` holding ŵ.
@@ -95,18 +111,10 @@ def to_inference(model: nn.Module, semi_structured: bool = True) -> nn.Module:
     support it (CUDA, fp16/bf16), else as a dense tensor with the zeros in place.
     """
     model = copy.deepcopy(model)
+    if isinstance(model, SparseLinear):
+        return _inference_linear(model, semi_structured)
     for name, module in list(model.named_modules()):
-        if not isinstance(module, SparseLinear):
-            continue
-        linear = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None,
-                           device=module.weight.device, dtype=module.weight.dtype)
-        if module.recipe == "s-ste" and not module._scale_ready:
-            module.reset_scale()
-        w_hat = module.sparse_weight().detach().clone()
-        sparse = _semi_structured(w_hat) if semi_structured else None
-        linear.weight = nn.Parameter(sparse if sparse is not None else w_hat, requires_grad=False)
-        if module.bias is not None:
-            linear.bias = nn.Parameter(module.bias.detach().clone(), requires_grad=False)
-        parent, child = _parent(model, name)
-        setattr(parent, child, linear)
+        if isinstance(module, SparseLinear):
+            parent, child = _parent(model, name)
+            setattr(parent, child, _inference_linear(module, semi_structured))
     return model

@@ -29,6 +29,7 @@ BETA = torch.tensor(1.0)
         (lambda: s_ste.decompress(W.half()[:, :32].contiguous(), torch.zeros(64, 3, dtype=torch.int16)), ValueError, r"decompress: meta has 192 elements"),
         (lambda: s_ste.decompress(W.half()[:, :32].contiguous(), torch.zeros(64, 4, dtype=torch.uint8)), TypeError, r"decompress: meta must have dtype"),
         (lambda: s_ste.decompress(W[:, :32].contiguous(), torch.zeros(64, 4, dtype=torch.int16)), TypeError, r"decompress: values must have dtype"),
+        (lambda: s_ste.decompress(torch.zeros(32, 0, dtype=torch.half), torch.zeros(32, 0, dtype=torch.int16)), ValueError, r"decompress: in_features \(K\) must be positive"),
         (lambda: s_ste.mvue_24(W.double(), 0), TypeError, r"mvue_24: g must have dtype"),
         (lambda: s_ste.mvue_24(randn(4, 10), 0), ValueError, r"mvue_24: g.shape\[-1\] must be a positive multiple of 4"),
         (lambda: s_ste.quantize_fp8(W, torch.float16), TypeError, r"quantize_fp8: dtype must be torch.float8_e4m3fn"),

@@ -188,6 +188,7 @@ def test_sparse_linear_gemm_against_float64(layout, dtype, N, M, K, bias):
         values, meta = s_ste.prune_and_compress(w, s_ste.scale_factor(w), layout, dtype)
         poison_allocator()
         y = s_ste.sparse_linear(x, values, meta, b, layout)
+        assert s_ste_cuda.last_sparse_linear_kernel() == name, "the CUTLASS kernel ran, not the fallback"
         expect = x.double() @ s_ste.decompress(values, meta, layout).double().t()
         if bias:
             expect += b.double()
@@ -210,15 +211,17 @@ def test_sparse_linear_matches_torchs_own_cutlass_path():
 def test_unsupported_shape_falls_back_and_stays_correct():
     import s_ste_cuda
 
-    # Legal for the layout (K % 32) but no kernel takes K = 32 with a 64-wide K tile, if so.
+    # Legal for the layout (K % 32) but no kernel takes K = 32 (SM80 K tile: 64).
     N, M, K = 64, 64, 32
     name, _ = s_ste_cuda.gemm_select("sm80", "bfloat16", torch.cuda.get_device_capability()[0], N, M, K, False)
     w = randn(M, K, seed=1, device="cuda")
     x = randn(N, K, dtype=torch.bfloat16, seed=2, device="cuda")
     values, meta = s_ste.prune_and_compress(w, torch.tensor(1.0, device="cuda"), "sm80", torch.bfloat16)
+    assert name is None, f"K = 32 is below the SM80 kernel's K tile, yet {name} was selected"
     y = s_ste.sparse_linear(x, values, meta, None, "sm80")
+    assert s_ste_cuda.last_sparse_linear_kernel() == "fallback"
     expect = x.double() @ s_ste.decompress(values, meta, "sm80").double().t()
-    assert ((y.double() - expect).norm() / expect.norm()).item() < 1e-2, name
+    assert ((y.double() - expect).norm() / expect.norm()).item() < 1e-2
 
 
 @pytest.mark.parametrize("fp8_dtype", [torch.float8_e4m3fn, torch.float8_e5m2])
@@ -253,6 +256,7 @@ def test_sparse_linear_fp8_gemm(fp8_dtype, N, M, K, bias):
     alpha = x_scale_inv / w_scale
     poison_allocator()
     y = s_ste.sparse_linear(xq, values, meta, b, "sm90", alpha)
+    assert s_ste_cuda.last_sparse_linear_kernel() == name
     exact = alpha.double() * (xq.double() @ s_ste.decompress(values, meta, "sm90").double().t())
     if bias:
         exact += b.double()
@@ -279,5 +283,6 @@ def test_fp8_weight_gradient_gemm():
     xq, x_scale_inv = s_ste.quantize_fp8(x.t().contiguous(), torch.float8_e4m3fn)
     alpha = x_scale_inv / g_scale
     dw_t = s_ste.sparse_linear(xq, values, meta, None, "sm90", alpha)
+    assert s_ste_cuda.last_sparse_linear_kernel().startswith("sm90_e5m2_e4m3")
     exact = alpha.double() * (xq.double() @ s_ste.decompress(values, meta, "sm90").double().t())
     assert ((dw_t.double() - exact).norm() / exact.norm()).item() < 8e-3

@@ -217,3 +217,31 @@ def test_sparsify_patterns():
         s_ste.sparsify(model, skip=["qkv", "proj"])
     assert type(model.qkv) is nn.Linear and type(model.proj) is nn.Linear
     assert isinstance(model.mlp[0], s_ste.SparseLinear)
+
+
+def test_beta_stays_float32_through_dtype_conversion():
+    layer = make_layer("s-ste")
+    layer.reset_scale()
+    beta = layer.scale.clone()
+    layer.bfloat16()
+    assert layer.weight.dtype == torch.bfloat16
+    assert layer.scale.dtype == torch.float32 and torch.equal(layer.scale, beta), "β must not be rounded"
+    assert layer.state_dict()["scale"].dtype == torch.float32
+    values, _ = s_ste.prune_and_compress(layer.weight.detach(), layer.scale, "sm90")  # takes β as is
+    assert values.dtype == torch.bfloat16
+
+
+def test_beta_is_set_at_the_first_forward_even_in_eval():
+    layer = make_layer("s-ste").eval()
+    x = randn(4, K)
+    with torch.no_grad():
+        y = layer(x)
+    assert layer.scale.item() == pytest.approx(ref.scale_factor(layer.weight.detach()).item(), rel=1e-6)
+    with torch.no_grad():
+        assert torch.allclose(s_ste.to_inference(layer)(x), y)
+
+
+def test_to_inference_keeps_dense_recipe_layers_dense():
+    layer = make_layer("dense")
+    linear = s_ste.to_inference(layer)
+    assert torch.equal(linear.weight, layer.weight), "a dense-recipe layer is not pruned"

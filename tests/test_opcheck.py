@@ -39,6 +39,11 @@ def op_cases(device="cpu"):
         (ops.sparse_linear, (x, v90, m90, None, "sm90"), {}),
         (ops.sparse_weight, (w.clone().requires_grad_(), beta, "s-ste", 0.0), {}),
         (ops.sparse_weight, (randn(32, 16, seed=4).requires_grad_(), beta, "sr-ste", 1e-2), {}),
+        # Non-contiguous inputs: the fake kernels must give the real (contiguous) strides.
+        (ops.sparse_weight, (w.t(), beta, "s-ste", 0.0), {}),
+        (ops.sparse_weight, (w.t(), beta, "ste", 0.0), {}),
+        (ops.sparse_linear_train_backward,
+         (randn(8, 4, 64, device=device), randn(4, 8, 64, device=device).transpose(0, 1), w.detach(), rng, False, False), {}),
         (ops.sparse_linear_train, (x.float().requires_grad_(), w.detach().requires_grad_(), None, rng, True, False), {}),
         (ops.sparse_linear_train_backward, (randn(8, 64, device=device), x.float(), w.detach(), rng, True, True), {}),
     ]

@@ -237,6 +237,18 @@ def test_prune_and_compress_fp8_saturates_and_round_trips(fp8_dtype, shape):
     assert dense.float().abs().max().item() == fmax, "saturated, never NaN"
 
 
+def test_overflowed_gradient_stays_nan_through_fp8_compression():
+    g = randn(32, 64, seed=5)
+    g[3, 9] = float("inf")  # group 2 of row 3
+    g_sparse = s_ste.mvue_24(g, 1, 0)
+    assert g_sparse[3, 8:12].isnan().sum() == 2
+    for dtype in (torch.bfloat16, *FP8):
+        values, meta = s_ste.prune_and_compress(g_sparse, torch.tensor(1.0), "sm90", dtype)
+        dense = s_ste.decompress(values, meta, "sm90").float()
+        assert dense[3, 8:12].isnan().sum() == 2, f"{dtype}: NaN must survive compression"
+        assert torch.isfinite(dense[torch.arange(32) != 3]).all()
+
+
 def test_fp8_values_need_the_sm90_layout_and_k_multiple_of_32():
     w = randn(64, 48)
     with pytest.raises(TypeError, match=r'prune_and_compress: layout "sm80" holds 16-bit values'):

@@ -19,7 +19,8 @@ gemm::Element element_of(c10::ScalarType t) {
     case c10::kBFloat16: return gemm::Element::kBF16;
     case c10::kHalf: return gemm::Element::kF16;
     case c10::kFloat8_e4m3fn: return gemm::Element::kE4M3;
-    default: return gemm::Element::kE5M2;
+    case c10::kFloat8_e5m2: return gemm::Element::kE5M2;
+    default: TORCH_CHECK(false, "sparse_linear: no GEMM element type for ", t);
   }
 }
 
@@ -49,6 +50,7 @@ at::Tensor sparse_linear_cuda(const at::Tensor& x, const at::Tensor& values, con
   const gemm::SparseGemmKernel* kernel =
       gemm::select_kernel(args, p.layout == Layout::kSm90, element_of(values.scalar_type()),
                           element_of(p.x2d.scalar_type()), device->major, device->multiProcessorCount, &why);
+  gemm::record_last_kernel(kernel ? kernel->name : "fallback");
   if (kernel == nullptr) {
     TORCH_WARN_ONCE("sparse_linear: no CUTLASS sparse kernel takes this problem (N=", p.N, ", M=", p.M, ", K=",
                     p.K, ", layout \"", layout, "\", ", values.scalar_type(), "): ", why,

@@ -1,5 +1,6 @@
 // Kernel selection for sparse_linear: plain C++ so the CPU tests can drive it (through
 // s_ste_cuda.gemm_select) without a GPU.
+#include <atomic>
 #include <cstdint>
 #include <string>
 
@@ -11,6 +12,13 @@ SparseLinearArgs args_for(const SparseGemmKernel& kernel, SparseLinearArgs args)
   if (!kernel.has_bias) args.bias = nullptr;  // the caller adds it after the GEMM
   return args;
 }
+
+namespace {
+std::atomic<const char*> g_last_kernel{nullptr};
+}  // namespace
+
+void record_last_kernel(const char* name) { g_last_kernel.store(name, std::memory_order_relaxed); }
+const char* last_kernel() { return g_last_kernel.load(std::memory_order_relaxed); }
 
 namespace {
 int64_t tile_count(const SparseGemmKernel& k, const SparseLinearArgs& args) {

@@ -30,6 +30,7 @@
 #include "cutlass/gemm/threadblock/threadblock_swizzle.h"
 #include "cutlass/layout/matrix.h"
 #include "cutlass/numeric_types.h"
+#include "cutlass_element.cuh"
 #include "sparse_gemm.h"
 
 namespace s_ste::gemm::sm80 {
@@ -223,14 +224,6 @@ struct SparseGemmSm80 {
     return nullptr;
   }
 };
-
-template <typename ElementT>
-constexpr Element element_of() {
-  if constexpr (std::is_same_v<ElementT, cutlass::bfloat16_t>)
-    return Element::kBF16;
-  else
-    return Element::kF16;
-}
 
 // The registry entry of one instantiation.
 template <typename ElementT>

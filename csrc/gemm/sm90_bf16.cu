@@ -26,6 +26,6 @@ using Sm90Bf16Gemm =
 }  // namespace
 
 extern constinit const SparseGemmKernel kSm90Bf16 =
-    sm90::make_sm90_kernel<Sm90Bf16Gemm>("sm90_bf16_128x128x128_c2x1_coop", Element::kBF16, Element::kBF16, Element::kBF16);
+    sm90::make_sm90_kernel<Sm90Bf16Gemm>("sm90_bf16_128x128x128_c2x1_coop");
 
 }  // namespace s_ste::gemm

@@ -64,7 +64,6 @@ static_assert(Sm90Bf16PingpongGemm::CollectiveMainloop::DispatchPolicy::Stages >
               "fewer mainloop stages than expected for a 41 KiB stage");
 }  // namespace
 
-extern constinit const SparseGemmKernel kSm90Bf16Pingpong = sm90::make_sm90_kernel<Sm90Bf16PingpongGemm>(
-    "sm90_bf16_64x128x128_c2x1_pingpong", Element::kBF16, Element::kBF16, Element::kBF16);
+extern constinit const SparseGemmKernel kSm90Bf16Pingpong = sm90::make_sm90_kernel<Sm90Bf16PingpongGemm>("sm90_bf16_64x128x128_c2x1_pingpong");
 
 }  // namespace s_ste::gemm

@@ -53,6 +53,6 @@ static_assert(std::is_same_v<typename Sm90E4m3Gemm::CollectiveMainloop::TiledMma
 }  // namespace
 
 extern constinit const SparseGemmKernel kSm90E4m3 =
-    sm90::make_sm90_kernel<Sm90E4m3Gemm>("sm90_e4m3_128x128x128_c2x1_coop", Element::kE4M3, Element::kE4M3, Element::kBF16);
+    sm90::make_sm90_kernel<Sm90E4m3Gemm>("sm90_e4m3_128x128x128_c2x1_coop");
 
 }  // namespace s_ste::gemm

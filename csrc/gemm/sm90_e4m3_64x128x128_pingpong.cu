@@ -62,7 +62,6 @@ static_assert(Sm90E4m3PingpongGemm::GemmKernel::NumMmaWarpGroups == 2 &&
               "expected the Pingpong kernel (384 threads, two consumer warpgroups)");
 }  // namespace
 
-extern constinit const SparseGemmKernel kSm90E4m3Pingpong = sm90::make_sm90_kernel<Sm90E4m3PingpongGemm>(
-    "sm90_e4m3_64x128x128_c2x1_pingpong", Element::kE4M3, Element::kE4M3, Element::kBF16);
+extern constinit const SparseGemmKernel kSm90E4m3Pingpong = sm90::make_sm90_kernel<Sm90E4m3PingpongGemm>("sm90_e4m3_64x128x128_c2x1_pingpong");
 
 }  // namespace s_ste::gemm

@@ -52,6 +52,6 @@ static_assert(std::is_same_v<typename Sm90E5m2E4m3Gemm::CollectiveMainloop::Tile
 }  // namespace
 
 extern constinit const SparseGemmKernel kSm90E5m2E4m3 =
-    sm90::make_sm90_kernel<Sm90E5m2E4m3Gemm>("sm90_e5m2_e4m3_128x128x128_c2x1_coop", Element::kE5M2, Element::kE4M3, Element::kBF16);
+    sm90::make_sm90_kernel<Sm90E5m2E4m3Gemm>("sm90_e5m2_e4m3_128x128x128_c2x1_coop");
 
 }  // namespace s_ste::gemm

@@ -36,9 +36,9 @@
 // alignment check in cute/pointer_flagged.hpp); each live assert is a call to __assertfail,
 // and a call inside the wgmma pipeline makes ptxas serialize every wgmma of the kernel
 // (warning C7510 "wgmma.mma_async instructions are serialized due to wgmma pipeline
-// crossing function boundary"): measured on this kernel without -DNDEBUG, which the
-// extension's nvcc flags (setup.py) do not pass. So this header switches assert() off for
-// its translation unit; it must therefore be included before any CUTLASS/CuTe header.
+// crossing function boundary"): measured on this kernel without -DNDEBUG. setup.py and
+// CMake pass -DNDEBUG; for any other build this header switches assert() off for its
+// translation unit, so it must be included before any CUTLASS/CuTe header.
 // <assert.h> is deliberately re-evaluated on every inclusion, so including it again after
 // defining NDEBUG turns assert() into a no-op even if it was included before.
 #if !defined(NDEBUG)
@@ -76,6 +76,7 @@
 #include "cutlass/gemm/device/gemm_universal_adapter.h"
 #include "cutlass/gemm/kernel/gemm_universal.hpp"
 
+#include "cutlass_element.cuh"
 #include "sparse_gemm.h"
 #include "s_ste/layout_sm90.cuh"
 
@@ -165,7 +166,8 @@ struct SparseGemm {
                     std::is_same_v<LayoutE, decltype(OurSparseConfig::deduce_layoutE())>,
                 "mainloop LayoutA/LayoutE differ from our SparseConfig's");
   static_assert(std::is_same_v<ElementE, uint8_t>, "SM90 sparse metadata must be raw bytes");
-  // The MMA consumes the operand types this kernel is registered with (A sparse, byte metadata).
+  // The MMA consumes the operand types of this instantiation (A sparse, byte metadata), which
+  // make_sm90_kernel registers.
   using TiledMma = typename CollectiveMainloop::TiledMma;
   static_assert(std::is_same_v<typename TiledMma::ValTypeA, cute::sparse_elem<2, ElementA>> &&
                     std::is_same_v<typename TiledMma::ValTypeB, ElementB> &&
@@ -329,14 +331,14 @@ struct SparseGemm {
 // The registry entry of one instantiation. Every SM90 kernel consumes the "sm90" layout,
 // fuses the per-row bias and writes y [N, M] row-major directly.
 template <class Gemm>
-constexpr SparseGemmKernel make_sm90_kernel(const char* name, Element a, Element b, Element out) {
+constexpr SparseGemmKernel make_sm90_kernel(const char* name) {
   using Tile = typename Gemm::TileShape;
   return SparseGemmKernel{name,
                           /*sm=*/90,
                           /*sm90_layout=*/true,
-                          a,
-                          b,
-                          out,
+                          element_of<typename Gemm::ElementA>(),
+                          element_of<typename Gemm::ElementB>(),
+                          element_of<typename Gemm::ElementD>(),
                           /*has_bias=*/true,
                           /*out_is_transposed=*/false,
                           int(cute::size<0>(Tile{})),

@@ -1,5 +1,5 @@
 // Plain C++ entry points of the CUTLASS 2:4 sparse GEMMs: raw pointers, sizes, a stream.
-// No torch and no CUTLASS in this header: the op layer (csrc/sparse_linear_cuda.cpp)
+// No torch and no CUTLASS in this header: the op layer (csrc/cuda/sparse_linear_cuda.cpp)
 // includes it, and each instantiation lives in its own .cu under csrc/gemm/ that never
 // includes torch (≈6× faster to compile).
 //
@@ -38,7 +38,7 @@ struct SparseLinearArgs {
 using Status = const char*;
 
 struct SparseGemmKernel {
-  const char* name;        // e.g. "sm90_bf16_128x128x128_c1x2_coop"
+  const char* name;        // e.g. "sm90_bf16_128x128x128_c2x1_coop"
   int sm;                  // 80 or 90: the minimum compute capability (sm90 kernels need exactly 9.x)
   bool sm90_layout;        // metadata layout: false = "sm80", true = "sm90"
   Element a, b, out;       // element types of Â values, x, out
@@ -52,6 +52,11 @@ struct SparseGemmKernel {
 
 // Every instantiation compiled into this build, in selection order (csrc/gemm/registry.cpp).
 const SparseGemmKernel* const* kernels(int* count);
+
+// The kernel the latest sparse_linear call on CUDA ran ("fallback" for decompress + dense
+// GEMM, nullptr before any call): lets tests and benches see which path ran.
+void record_last_kernel(const char* name);
+const char* last_kernel();
 
 // `args` as `kernel` takes them: without the bias when the kernel does not fuse it (the
 // caller then adds it after the GEMM).

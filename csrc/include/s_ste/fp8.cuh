@@ -17,11 +17,13 @@ constexpr Format kE5M2{2, 15, 57344.0f};
 
 S_STE_HD float clamp_to(float x, float max) { return x > max ? max : (x < -max ? -max : x); }
 
-// FP8 bit pattern of finite x, first clamped to ±max (the saturating cast).
+// FP8 bit pattern of x: ±Inf and finite overflow saturate to ±max; NaN stays NaN (0x7F with
+// x's sign, a NaN in both formats), so an overflowed gradient stays visible.
 S_STE_HD uint8_t encode(float x, Format f) {
+  const uint32_t sign = (float_bits(x) >> 31) << 7;
+  if (x != x) return uint8_t(sign | 0x7Fu);
   x = clamp_to(x, f.max);
   const uint32_t bits = float_bits(x);
-  const uint32_t sign = (bits >> 31) << 7;
   const uint32_t mag = bits & 0x7fffffffu;
   const int e = int(mag >> 23) - 127;
   uint32_t q;
