@@ -41,25 +41,12 @@ using Sm90Bf16PingpongGemm =
                      cute::Shape<cute::_64, cute::_128, cute::_128>, cute::Shape<cute::_2, cute::_1, cute::_1>,
                      cutlass::gemm::KernelTmaWarpSpecializedPingpong, cutlass::epilogue::TmaWarpSpecialized>;
 
-// The builder picked the plain (non-FP8) sparse mainloop with the Pingpong schedule...
-static_assert(std::is_same_v<typename Sm90Bf16PingpongGemm::CollectiveMainloop::DispatchPolicy,
-                             cutlass::gemm::MainloopSm90TmaGmmaWarpSpecializedSparse<
-                                 Sm90Bf16PingpongGemm::CollectiveMainloop::DispatchPolicy::Stages,
-                                 cute::Shape<cute::_2, cute::_1, cute::_1>,
-                                 cutlass::gemm::KernelTmaWarpSpecializedPingpong>>,
-              "expected the sparse TMA warp-specialized Pingpong mainloop");
-// ...issuing one sparse bf16 wgmma (m64n128k32, f32 += bf16 x bf16, smem x smem, both K-major)
+// The mainloop issues one sparse bf16 wgmma (m64n128k32, f32 += bf16 x bf16, smem x smem, both K-major)
 // per warpgroup: a 1x1x1 atom layout, i.e. one consumer warpgroup per 64x128 tile.
 static_assert(std::is_same_v<typename Sm90Bf16PingpongGemm::CollectiveMainloop::TiledMma::Atom,
                              cute::MMA_Atom<cute::SM90::GMMA::SPARSE::GMMA_64x128x32_F32BF16BF16_SS<
                                  cute::GMMA::Major::K, cute::GMMA::Major::K>>>,
               "unexpected MMA atom: expected the sparse GMMA_64x128x32_F32BF16BF16_SS (K-major A and B)");
-static_assert(cute::size(typename Sm90Bf16PingpongGemm::CollectiveMainloop::TiledMma{}) == 128,
-              "Pingpong needs a TiledMma of one warpgroup (128 threads)");
-// The kernel is the Pingpong GemmUniversal: 1 producer + 2 consumer warpgroups.
-static_assert(Sm90Bf16PingpongGemm::GemmKernel::NumMmaWarpGroups == 2 &&
-                  Sm90Bf16PingpongGemm::GemmKernel::MaxThreadsPerBlock == 384,
-              "expected the Pingpong kernel (384 threads, two consumer warpgroups)");
 static_assert(Sm90Bf16PingpongGemm::CollectiveMainloop::DispatchPolicy::Stages >= 4,
               "fewer mainloop stages than expected for a 41 KiB stage");
 }  // namespace

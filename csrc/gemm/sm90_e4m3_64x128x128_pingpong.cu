@@ -42,24 +42,11 @@ using Sm90E4m3PingpongGemm =
                      cute::Shape<cute::_64, cute::_128, cute::_128>, cute::Shape<cute::_2, cute::_1, cute::_1>,
                      cutlass::gemm::KernelTmaWarpSpecializedPingpong, cutlass::epilogue::TmaWarpSpecialized>;
 
-// The builder must have picked the promoting FP8 mainloop, with the Pingpong schedule.
-static_assert(std::is_same_v<typename Sm90E4m3PingpongGemm::CollectiveMainloop::DispatchPolicy,
-                             cutlass::gemm::MainloopSm90TmaGmmaWarpSpecializedSparseFP8<
-                                 Sm90E4m3PingpongGemm::CollectiveMainloop::DispatchPolicy::Stages,
-                                 cute::Shape<cute::_2, cute::_1, cute::_1>,
-                                 cutlass::gemm::KernelTmaWarpSpecializedPingpong>>,
-              "expected the accumulator-promoting sparse FP8 mainloop (Pingpong)");
-// ...issuing the sparse FP8 wgmma (m64n128k64, f32 += e4m3 x e4m3, smem x smem), one
+// The mainloop issues the sparse FP8 wgmma (m64n128k64, f32 += e4m3 x e4m3, smem x smem), one
 // warpgroup per tile, A as sparse_elem<2, float_e4m3_t> with byte metadata.
 static_assert(std::is_same_v<typename Sm90E4m3PingpongGemm::CollectiveMainloop::TiledMma::Atom,
                              cute::MMA_Atom<cute::SM90::GMMA::SPARSE::GMMA_64x128x64_F32E4M3E4M3_SS_TN<>>>,
               "unexpected MMA atom: expected the sparse GMMA_64x128x64_F32E4M3E4M3_SS_TN");
-static_assert(cute::size(typename Sm90E4m3PingpongGemm::CollectiveMainloop::TiledMma{}) == 128,
-              "Pingpong needs a TiledMma of one warpgroup (128 threads)");
-// The kernel is the Pingpong GemmUniversal: 1 producer + 2 consumer warpgroups.
-static_assert(Sm90E4m3PingpongGemm::GemmKernel::NumMmaWarpGroups == 2 &&
-                  Sm90E4m3PingpongGemm::GemmKernel::MaxThreadsPerBlock == 384,
-              "expected the Pingpong kernel (384 threads, two consumer warpgroups)");
 }  // namespace
 
 extern constinit const SparseGemmKernel kSm90E4m3Pingpong = sm90::make_sm90_kernel<Sm90E4m3PingpongGemm>("sm90_e4m3_64x128x128_c2x1_pingpong");

@@ -37,14 +37,7 @@ using Sm90E5m2E4m3Gemm =
                      cutlass::gemm::KernelTmaWarpSpecializedCooperative,
                      cutlass::epilogue::TmaWarpSpecializedCooperative>;
 
-// The builder must have picked the promoting FP8 mainloop (see above).
-static_assert(std::is_same_v<typename Sm90E5m2E4m3Gemm::CollectiveMainloop::DispatchPolicy,
-                             cutlass::gemm::MainloopSm90TmaGmmaWarpSpecializedSparseFP8<
-                                 Sm90E5m2E4m3Gemm::CollectiveMainloop::DispatchPolicy::Stages,
-                                 cute::Shape<cute::_2, cute::_1, cute::_1>,
-                                 cutlass::gemm::KernelTmaWarpSpecializedCooperative>>,
-              "expected the accumulator-promoting sparse FP8 mainloop");
-// ...issuing the sparse FP8 wgmma (m64n128k64, f32 += e5m2 x e4m3, smem x smem), A as
+// The mainloop issues the sparse FP8 wgmma (m64n128k64, f32 += e5m2 x e4m3, smem x smem), A as
 // sparse_elem<2, float_e5m2_t> with byte metadata.
 static_assert(std::is_same_v<typename Sm90E5m2E4m3Gemm::CollectiveMainloop::TiledMma::Atom,
                              cute::MMA_Atom<cute::SM90::GMMA::SPARSE::GMMA_64x128x64_F32E5M2E4M3_SS_TN<>>>,

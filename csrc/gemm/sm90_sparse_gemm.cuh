@@ -166,6 +166,21 @@ struct SparseGemm {
                     std::is_same_v<LayoutE, decltype(OurSparseConfig::deduce_layoutE())>,
                 "mainloop LayoutA/LayoutE differ from our SparseConfig's");
   static_assert(std::is_same_v<ElementE, uint8_t>, "SM90 sparse metadata must be raw bytes");
+  // The builder picked the mainloop we mean: the plain sparse one for 16-bit A, the
+  // accumulator-promoting FP8 one for 8-bit A (never FastAccum: see sm90_e4m3.cu), with our
+  // schedule and cluster.
+  using Policy = typename CollectiveMainloop::DispatchPolicy;
+  static_assert(std::is_same_v<Policy, std::conditional_t<kBitsA == 8,
+                                                          cutlass::gemm::MainloopSm90TmaGmmaWarpSpecializedSparseFP8<
+                                                              Policy::Stages, ClusterShape, MainloopSchedule>,
+                                                          cutlass::gemm::MainloopSm90TmaGmmaWarpSpecializedSparse<
+                                                              Policy::Stages, ClusterShape, MainloopSchedule>>>,
+                "unexpected sparse mainloop (expected the plain 16-bit or the promoting FP8 one)");
+  // Pingpong: one warpgroup per 64-row tile, two consumer warpgroups alternating tiles.
+  static_assert(!std::is_same_v<MainloopSchedule, cutlass::gemm::KernelTmaWarpSpecializedPingpong> ||
+                    (cute::size(typename CollectiveMainloop::TiledMma{}) == 128 &&
+                     GemmKernel::NumMmaWarpGroups == 2 && GemmKernel::MaxThreadsPerBlock == 384),
+                "expected the Pingpong kernel shape (128-thread TiledMma, two consumer warpgroups)");
   // The MMA consumes the operand types of this instantiation (A sparse, byte metadata), which
   // make_sm90_kernel registers.
   using TiledMma = typename CollectiveMainloop::TiledMma;
