@@ -41,6 +41,19 @@ void dispatch_value_type(c10::ScalarType t, Body&& body) {
   }
 }
 
+// Calls body(In{}) for the input dtypes the element-wise ops take (float32, bf16, fp16;
+// their checks reject the rest): unlike AT_DISPATCH_FLOATING_TYPES_AND2, no double
+// instantiation for kernels that move 16-byte words of 2- and 4-byte elements.
+template <typename Body>
+void dispatch_float_input(c10::ScalarType t, Body&& body) {
+  switch (t) {
+    case c10::kFloat: return body(float{});
+    case c10::kBFloat16: return body(c10::BFloat16{});
+    case c10::kHalf: return body(c10::Half{});
+    default: TORCH_CHECK(false, "s_ste: unexpected input dtype ", t);
+  }
+}
+
 bool is_fp8(c10::ScalarType t);
 
 // dtype ∈ allowed, contiguous, on `device` if given.

@@ -25,6 +25,12 @@ TORCH_LIBRARY(s_ste, m) {
   m.def("mvue_24(Tensor g, int seed, int offset=0) -> Tensor");
   m.def("quantize_fp8(Tensor x, ScalarType dtype) -> (Tensor q, Tensor scale_inv)");
   m.def(
+      "quantize_fp8_scaled(Tensor x, Tensor scale, ScalarType dtype, bool transpose=False)"
+      " -> (Tensor q, Tensor q_t, Tensor amax)");
+  m.def(
+      "mvue_24_t_compress(Tensor g, int seed, int offset=0, str layout=\"sm90\", ScalarType? out_dtype=None,"
+      " Tensor? scale=None) -> (Tensor values, Tensor meta, Tensor amax)");
+  m.def(
       "sparse_linear(Tensor x, Tensor values, Tensor meta, Tensor? bias=None, str layout=\"sm80\","
       " Tensor? alpha=None) -> Tensor");
 }

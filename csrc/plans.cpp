@@ -2,6 +2,9 @@
 
 #include <ATen/ATen.h>
 
+#include "s_ste/layout_sm80.cuh"
+#include "s_ste/layout_sm90.cuh"
+
 namespace s_ste {
 
 PrunePlan plan_prune(const char* op, const at::Tensor& w) {
@@ -102,6 +105,64 @@ MvuePlan plan_mvue(const at::Tensor& g, int64_t seed, int64_t offset) {
   check_group_input("mvue_24", "g", g);
   return {g, at::empty_like(g), g.numel() / 4, static_cast<uint64_t>(seed),
           static_cast<uint64_t>(offset)};
+}
+
+namespace {
+// A 1-element float32 scale on `ref`'s device.
+void check_scale(const char* op, const at::Tensor& scale, const char* ref_name, const at::Tensor& ref) {
+  check_tensor(op, "scale", scale, {c10::kFloat});
+  TORCH_CHECK_VALUE(scale.numel() == 1, op, ": scale must hold one element (a per-tensor scale), got shape ",
+                    scale.sizes());
+  check_same_device(op, "scale", scale, ref_name, ref);
+}
+}  // namespace
+
+MvueCompressPlan plan_mvue_compress(const at::Tensor& g, int64_t seed, int64_t offset, std::string_view layout,
+                                    std::optional<c10::ScalarType> out_dtype,
+                                    const std::optional<at::Tensor>& scale) {
+  constexpr const char* op = "mvue_24_t_compress";
+  const Layout lay = parse_layout(op, layout);
+  check_tensor(op, "g", g, {c10::kFloat, c10::kBFloat16, c10::kHalf});
+  check_dim(op, "g", g, 2);
+  const c10::ScalarType out = out_dtype.value_or(g.scalar_type());
+  TORCH_CHECK_TYPE(out == c10::kBFloat16 || out == c10::kHalf || is_fp8(out), op,
+                   ": out_dtype must be torch.bfloat16, torch.float16, torch.float8_e5m2 or torch.float8_e4m3fn, "
+                   "got ", out, out_dtype ? "" : " (from g; pass out_dtype= for a float32 gradient)");
+  const int64_t T = g.size(0), N = g.size(1);
+  // The compressed operand is gᵀ: N rows (out_features), reduction dim T (tokens). Name g's
+  // dims before the generic layout checks speak of rows and K.
+  const int64_t t_align = lay == Layout::kSm80 ? sm80::kKAlign : sm90::values_k_align(int(8 * c10::elementSize(out)));
+  TORCH_CHECK_VALUE(T > 0 && T % t_align == 0, op, ": g.shape[0] (tokens, the 2:4 dim of gᵀ) must be a positive "
+                    "multiple of ", t_align, " for layout \"", layout, "\" with ", out, " values (pad the tokens "
+                    "with zeros), got g of shape ", g.sizes());
+  TORCH_CHECK_VALUE(N > 0 && (lay != Layout::kSm80 || N % sm80::kRowAlign == 0), op, ": g.shape[1] (out_features, "
+                    "the rows of gᵀ) must be positive", lay == Layout::kSm80 ? " and a multiple of 32 for layout \"sm80\"" : "",
+                    ", got g of shape ", g.sizes());
+  check_compress_shape(op, lay, N, T, out);
+  at::Tensor s = scale ? *scale : at::ones({}, g.options().dtype(at::kFloat));
+  if (scale) check_scale(op, *scale, "g", g);
+  auto values = at::empty({N, T / 2}, g.options().dtype(out));
+  auto meta_opts = g.options().dtype(meta_dtype(lay));
+  auto meta = lay == Layout::kSm80 ? at::empty({N, T / 16}, meta_opts)
+                                   : at::zeros({meta_elements(lay, N, T, out)}, meta_opts);
+  auto amax = at::zeros({}, g.options().dtype(at::kFloat));
+  return {g, s, values, meta, amax, lay, T, N, static_cast<uint64_t>(seed), static_cast<uint64_t>(offset)};
+}
+
+QuantizeScaledPlan plan_quantize_scaled(const at::Tensor& x, const at::Tensor& scale, c10::ScalarType dtype,
+                                        bool transpose) {
+  constexpr const char* op = "quantize_fp8_scaled";
+  check_tensor(op, "x", x, {c10::kFloat, c10::kBFloat16, c10::kHalf});
+  check_scale(op, scale, "x", x);
+  TORCH_CHECK_TYPE(dtype == c10::kFloat8_e4m3fn || dtype == c10::kFloat8_e5m2, op,
+                   ": dtype must be torch.float8_e4m3fn or torch.float8_e5m2, got ", dtype);
+  if (transpose) check_dim(op, "x", x, 2);
+  const int64_t C = x.dim() == 0 ? 1 : x.size(-1);
+  const int64_t R = C == 0 ? 0 : x.numel() / C;
+  auto q = at::empty(x.sizes(), x.options().dtype(dtype));
+  auto q_t = transpose ? at::empty({C, R}, x.options().dtype(dtype)) : at::empty({0}, x.options().dtype(dtype));
+  return {x, scale, q, q_t, at::zeros({}, x.options().dtype(at::kFloat)), dtype == c10::kFloat8_e4m3fn, transpose,
+          R, C};
 }
 
 QuantizePlan plan_quantize(const at::Tensor& x, c10::ScalarType dtype) {

@@ -61,6 +61,24 @@ struct MvuePlan {  // mvue_24
 };
 MvuePlan plan_mvue(const at::Tensor& g, int64_t seed, int64_t offset);
 
+struct MvueCompressPlan {  // mvue_24_t_compress: rows = N (out_features), K = T (tokens)
+  at::Tensor g, scale, values, meta, amax;  // scale: 1-element float32 (ones when not given)
+  Layout layout;
+  int64_t T, N;
+  uint64_t seed, offset;
+};
+MvueCompressPlan plan_mvue_compress(const at::Tensor& g, int64_t seed, int64_t offset, std::string_view layout,
+                                    std::optional<c10::ScalarType> out_dtype,
+                                    const std::optional<at::Tensor>& scale);
+
+struct QuantizeScaledPlan {  // quantize_fp8_scaled
+  at::Tensor x, scale, q, q_t, amax;  // q_t: [C, R] when transposing, else empty
+  bool e4m3, transpose;
+  int64_t R, C;  // x viewed as [R, C] (C = the last dim; R = 1 for 0-d)
+};
+QuantizeScaledPlan plan_quantize_scaled(const at::Tensor& x, const at::Tensor& scale, c10::ScalarType dtype,
+                                        bool transpose);
+
 struct QuantizePlan {  // quantize_fp8
   at::Tensor x, q;
   bool e4m3;

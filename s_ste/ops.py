@@ -60,6 +60,38 @@ def quantize_fp8(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, tor
     return _ops.quantize_fp8(x, dtype)
 
 
+def quantize_fp8_scaled(
+    x: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype, transpose: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """FP8 cast with a given per-tensor scale (delayed scaling), in one pass, no host sync.
+
+    Returns (q, q_t, amax): q = saturating FP8 rounding of x·scale (x's shape); q_t = the same
+    bytes for the 2-D x transposed, contiguous [K, N], when ``transpose`` (else an empty
+    tensor); amax = max |x| as a 0-d float32 tensor (NaN if x holds a NaN), for the next
+    step's scale. ``scale`` is a 1-element float32 tensor on x's device.
+    """
+    return _ops.quantize_fp8_scaled(x, scale, dtype, transpose)
+
+
+def mvue_24_t_compress(
+    g: torch.Tensor,
+    seed: int,
+    offset: int = 0,
+    layout: str = "sm90",
+    out_dtype: torch.dtype | None = None,
+    scale: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The weight-gradient GEMM's sparse operand from grad_out g [T, N], in one pass.
+
+    Returns (values, meta, amax): ``prune_and_compress(mvue_24(g.t().contiguous(), seed,
+    offset), scale, layout, out_dtype)`` (the 2:4 groups run along the tokens T; a group
+    whose gradient is not finite keeps NaN at positions 0 and 1) and amax = max |MVUE
+    sample| (0-d float32, before ``scale``). Then ``dWᵀ = sparse_linear(xᵀ, values, meta)``.
+    out_dtype defaults to g's dtype; float8_e5m2 / float8_e4m3fn need layout "sm90".
+    """
+    return _ops.mvue_24_t_compress(g, seed, offset, layout, out_dtype, scale)
+
+
 def sparse_linear(
     x: torch.Tensor,
     values: torch.Tensor,
@@ -151,6 +183,30 @@ def _quantize_fp8_fake(x, dtype):
 
 
 FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
+
+
+@torch.library.register_fake("s_ste::quantize_fp8_scaled")
+def _quantize_fp8_scaled_fake(x, scale, dtype, transpose=False):
+    if transpose:
+        torch._check(x.dim() == 2, lambda: f"quantize_fp8_scaled: transpose needs a 2-D x, got {tuple(x.shape)}")
+        q_t = x.new_empty((x.shape[1], x.shape[0]), dtype=dtype)
+    else:
+        q_t = x.new_empty((0,), dtype=dtype)
+    return x.new_empty(x.shape, dtype=dtype), q_t, x.new_empty((), dtype=torch.float32)
+
+
+@torch.library.register_fake("s_ste::mvue_24_t_compress")
+def _mvue_24_t_compress_fake(g, seed, offset=0, layout="sm90", out_dtype=None, scale=None):
+    _layout_check("mvue_24_t_compress", layout)
+    torch._check(g.dim() == 2, lambda: f"mvue_24_t_compress: g must be 2-D [tokens, out_features], got {tuple(g.shape)}")
+    tokens, n = g.shape
+    dtype = out_dtype if out_dtype is not None else g.dtype
+    values = g.new_empty((n, tokens // 2), dtype=dtype)
+    if layout == "sm80":
+        meta = g.new_empty((n, tokens // 16), dtype=torch.int16)
+    else:
+        meta = g.new_empty((_meta_numel(layout, n, tokens, dtype),), dtype=torch.uint8)
+    return values, meta, g.new_empty((), dtype=torch.float32)
 
 
 @torch.library.register_fake("s_ste::sparse_linear")

@@ -249,8 +249,15 @@ def prune_and_compress(
     beta = _as_scale(scale, w.device)
 
     kept, keep = _soft_threshold_core(w)  # float32 [rows, K/4, 4]
-    v = (kept * beta).to(out_dtype)  # one float32 multiply, then RNE cast
-    pos = torch.arange(4, device=w.device, dtype=torch.int64)
+    return _pack_sm80(kept * beta, keep, out_dtype)  # one float32 multiply, then RNE cast
+
+
+def _pack_sm80(v: torch.Tensor, keep: torch.Tensor, out_dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Compress float32 v [rows, K/4, 4] with exactly two True per group in keep [rows, K/4, 4]
+    into (values [rows, K/2] in out_dtype, int16 metadata in the sm80 order)."""
+    rows, k = v.shape[0], 4 * v.shape[1]
+    v = v.to(out_dtype)
+    pos = torch.arange(4, device=v.device, dtype=torch.int64)
     i0 = torch.where(keep, pos, 4).amin(-1)  # [rows, K/4]
     i1 = torch.where(keep, pos, -1).amax(-1)
     v0 = torch.gather(v, -1, i0.unsqueeze(-1))
@@ -261,8 +268,8 @@ def prune_and_compress(
     packed = codes[..., 0] | (codes[..., 1] << 4) | (codes[..., 2] << 8) | (codes[..., 3] << 12)
     packed = ((packed ^ 0x8000) - 0x8000).to(torch.int16)  # reinterpret uint16 bits as int16
     ncols = k // 16
-    flat = torch.empty(rows * ncols, dtype=torch.int16, device=w.device)
-    flat[_sm80_offsets(rows, ncols, w.device).reshape(-1)] = packed.reshape(-1)
+    flat = torch.empty(rows * ncols, dtype=torch.int16, device=v.device)
+    flat[_sm80_offsets(rows, ncols, v.device).reshape(-1)] = packed.reshape(-1)
     return values, flat.view(rows, ncols)
 
 
@@ -458,6 +465,38 @@ def mvue_24(g: torch.Tensor, seed, offset=0) -> torch.Tensor:
     return out.reshape(g.shape).to(g.dtype)
 
 
+def mvue_24_t_compress(
+    g: torch.Tensor, seed, offset=0, layout: str = "sm80", out_dtype: Optional[torch.dtype] = None, scale=1.0
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The weight-gradient operand from grad_out g [T, N] (docs/numerics.md):
+    (values, meta) = compress of h = mvue_24(gᵀ) in g's dtype, kept positions ranked as in
+    soft_threshold_24 (h has at most two non-zeros per group, so the threshold is 0), times
+    scale; non-finite groups keep NaN at positions 0 and 1. amax = max |h| (NaN if any).
+    Layout "sm80", 16-bit values only (the C++ tests prove the sm90 map)."""
+    _check_tensor("g", g)
+    _check_dtype("g", g, _FLOAT_IN)
+    if g.dim() != 2:
+        raise ValueError(f"g: expected a 2-D tensor [tokens, out_features], got shape {tuple(g.shape)}")
+    _check_layout(layout)
+    if layout == "sm90":
+        raise NotImplementedError(_SM90_MSG)
+    out_dtype = out_dtype if out_dtype is not None else g.dtype
+    if out_dtype not in _HALF:
+        raise TypeError(f"out_dtype: must be torch.float16 or torch.bfloat16, got {out_dtype}")
+    tokens, n = g.shape
+    _check_sm80_shape("g.t()", n, tokens)
+    beta = _as_scale(scale, g.device)
+    h = mvue_24(g.t().contiguous(), seed, offset).float()  # rounded to g's dtype, exactly widened
+    kept, keep = _soft_threshold_core(h)  # [n, T/4, 4]
+    bad = torch.isnan(h.reshape(n, tokens // 4, 4)[..., 0:1])  # mvue_24 writes [NaN, NaN, 0, 0] for a non-finite group
+    nan_keep = torch.tensor([True, True, False, False], device=g.device)
+    keep = torch.where(bad, nan_keep, keep)
+    kept = torch.where(bad & nan_keep, torch.tensor(float("nan"), device=g.device), kept)
+    values, meta = _pack_sm80(kept * beta, keep, out_dtype)
+    amax = h.abs().amax()  # propagates NaN
+    return values, meta, amax
+
+
 # --------------------------------------------------------------------------------------
 # FP8 quantisation
 # --------------------------------------------------------------------------------------
@@ -484,6 +523,26 @@ def quantize_fp8(x: torch.Tensor, dtype: torch.dtype) -> Tuple[torch.Tensor, tor
     q = (xf * scale).clamp(-fmax, fmax).to(dtype)
     scale_inv = one / scale
     return q, scale_inv
+
+
+def quantize_fp8_scaled(
+    x: torch.Tensor, scale, dtype: torch.dtype, transpose: bool = False
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """FP8 cast with a given scale: (q = sat(x·scale) in dtype, q_t = qᵀ contiguous if
+    transpose else empty, amax = max |x| as 0-d float32, NaN if x has a NaN)."""
+    _check_tensor("x", x)
+    _check_dtype("x", x, _FLOAT_IN)
+    if dtype not in _FP8_MAX:
+        raise TypeError(f"dtype: must be torch.float8_e4m3fn or torch.float8_e5m2, got {dtype}")
+    if transpose and x.dim() != 2:
+        raise ValueError(f"x: transpose needs a 2-D tensor, got shape {tuple(x.shape)}")
+    s = _as_scale(scale, x.device)
+    xf = x.to(torch.float32)
+    fmax = _FP8_MAX[dtype]
+    q = (xf * s).clamp(-fmax, fmax).to(dtype)  # clamp keeps NaN; torch's cast rounds to nearest even
+    q_t = q.t().contiguous() if transpose else torch.empty(0, dtype=dtype, device=x.device)
+    amax = xf.abs().amax() if xf.numel() else torch.zeros((), dtype=torch.float32, device=x.device)
+    return q, q_t, amax
 
 
 # --------------------------------------------------------------------------------------

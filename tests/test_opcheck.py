@@ -37,6 +37,11 @@ def op_cases(device="cpu"):
         (ops.quantize_fp8, (wb, torch.float8_e5m2), {}),
         (ops.sparse_linear, (x, v80, m80, bias, "sm80"), {}),
         (ops.sparse_linear, (x, v90, m90, None, "sm90"), {}),
+        (ops.mvue_24_t_compress, (wb, 5, 6, "sm80"), {}),
+        (ops.mvue_24_t_compress, (w, 5, 6, "sm90", torch.float16, beta), {}),
+        (ops.mvue_24_t_compress, (w, 5, 6, "sm90", torch.float8_e5m2, beta * 100), {}),
+        (ops.quantize_fp8_scaled, (wb, beta * 100, torch.float8_e4m3fn, True), {}),
+        (ops.quantize_fp8_scaled, (randn(3, 5, 7, device=device), beta, torch.float8_e5m2), {}),
         (ops.sparse_weight, (w.clone().requires_grad_(), beta, "s-ste", 0.0), {}),
         (ops.sparse_weight, (randn(32, 16, seed=4).requires_grad_(), beta, "sr-ste", 1e-2), {}),
         # Non-contiguous inputs: the fake kernels must give the real (contiguous) strides.

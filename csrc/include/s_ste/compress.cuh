@@ -29,6 +29,16 @@ S_STE_HD void store_value(Out& dst, float v) {
   }
 }
 
+// Prune one group of 4, scale by beta, write its two kept values to values2[0..2) and
+// return its 4-bit code.
+template <int Fp8, typename Out>
+S_STE_HD uint32_t prune_compress_group(const float (&w)[4], Out* values2, float beta, bool soft) {
+  const Pruned24 p = prune_group(w, soft);
+  store_value<Fp8>(values2[0], mul_rn(p.value[p.i0], beta));
+  store_value<Fp8>(values2[1], mul_rn(p.value[p.i1], beta));
+  return code24(p.i0, p.i1);
+}
+
 // Prune `groups` consecutive groups of row `in` starting at element 4*g0, scale by beta,
 // write their kept values to `values_row` (two per group) and return their codes packed
 // low nibble first.
@@ -42,10 +52,7 @@ S_STE_UNROLL
     float w[4];
 S_STE_UNROLL
     for (int i = 0; i < 4; ++i) w[i] = static_cast<float>(in[4 * g + i]);
-    const Pruned24 p = prune_group(w, soft);
-    store_value<Fp8>(values_row[2 * g], mul_rn(p.value[p.i0], beta));
-    store_value<Fp8>(values_row[2 * g + 1], mul_rn(p.value[p.i1], beta));
-    packed |= code24(p.i0, p.i1) << (4 * s);
+    packed |= prune_compress_group<Fp8>(w, values_row + 2 * g, beta, soft) << (4 * s);
   }
   return packed;
 }
@@ -101,6 +108,30 @@ S_STE_HD void decompress_unit_sm90(const T* values, const uint8_t* meta, T* out,
 // [0, rows * K / UnitCols): the CPU and CUDA loops run the same body.
 template <bool Sm80>
 constexpr int kUnitCols = Sm80 ? 16 : 8;  // logical columns covered by one metadata element
+
+// The fused kernels work on chunks of kChunkCols logical columns of one row (8 groups: one
+// 32-bit word of packed codes). store_meta_chunk writes the metadata of the `ncols` columns
+// [col0, col0 + ncols) of row r; col0 is a multiple of kChunkCols and ncols a multiple of
+// the layout's unit (K's alignment guarantees it).
+constexpr int kChunkCols = 32;
+
+template <bool Sm80, int ElemBits>
+S_STE_HD void store_meta_chunk(void* meta, int64_t rows, int64_t K, int64_t r, int64_t col0, int ncols,
+                               uint32_t packed) {
+  if constexpr (Sm80) {
+S_STE_UNROLL
+    for (int u = 0; u < kChunkCols / 16; ++u)
+      if (16 * u < ncols)
+        static_cast<int16_t*>(meta)[sm80::meta_offset(r, col0 / 16 + u, rows)] =
+            static_cast<int16_t>(static_cast<uint16_t>(packed >> (16 * u)));
+  } else {
+S_STE_UNROLL
+    for (int u = 0; u < kChunkCols / 8; ++u)
+      if (8 * u < ncols)
+        static_cast<uint8_t*>(meta)[sm90::meta_byte_offset(r, col0 / 8 + u, rows, K, ElemBits)] =
+            static_cast<uint8_t>(packed >> (8 * u));
+  }
+}
 
 template <bool Sm80, int Fp8, typename In, typename Out>
 S_STE_HD void compress_unit(const In* w, Out* values, void* meta, int64_t rows, int64_t K, int64_t u,

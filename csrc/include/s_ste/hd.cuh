@@ -69,4 +69,9 @@ S_STE_HD float bits_float(uint32_t u) {
 
 S_STE_HD float quiet_nan() { return bits_float(0x7fc00000u); }
 
+// Bits of |x|. As unsigned integers they order like |x| for every non-NaN x and put every
+// NaN above +Inf, so an integer max over them is an amax that propagates NaN, computes the
+// same bits on every thread layout, and reduces with integer atomics.
+S_STE_HD uint32_t abs_bits(float x) { return float_bits(x) & 0x7fffffffu; }
+
 }  // namespace s_ste

@@ -1,0 +1,75 @@
+// Chunk-level bodies of the fused kernels, shared by their CPU and CUDA implementations: a
+// chunk is kChunkCols (32) logical columns of one row, 8 groups of 4, whose codes fill one
+// 32-bit word. The CUDA kernels move whole chunks with 16-byte loads and stores and call
+// these on registers; the CPU kernels call them on the same data in memory order. A chunk
+// at the end of a row may be shorter (ngroups < 8): the unused groups are skipped.
+#pragma once
+#include <cstdint>
+
+#include "compress.cuh"
+#include "mvue.cuh"
+
+namespace s_ste {
+
+constexpr int kChunkGroups = kChunkCols / 4;
+
+// prune_and_compress of one chunk: soft threshold, × beta, cast; returns the packed codes.
+template <int Fp8, typename Out>
+S_STE_HD uint32_t prune_compress_chunk(const float (&w)[kChunkCols], int ngroups, float beta,
+                                       Out (&values)[kChunkCols / 2]) {
+  uint32_t packed = 0;
+S_STE_UNROLL
+  for (int s = 0; s < kChunkGroups; ++s) {
+    if (s >= ngroups) break;
+    const float g4[4] = {w[4 * s], w[4 * s + 1], w[4 * s + 2], w[4 * s + 3]};
+    packed |= prune_compress_group<Fp8>(g4, &values[2 * s], beta, true) << (4 * s);
+  }
+  return packed;
+}
+
+// One group of mvue_24_t_compress: the MVUE sample of g rounded to T (as mvue_24 returns it
+// in its input's dtype), compressed exactly as prune_and_compress compresses that sample
+// (with at most two non-zeros the soft threshold is 0, so the kept values are the samples),
+// times `scale`. A non-finite group (MVUE writes [NaN, NaN, 0, 0]) keeps positions 0 and 1
+// as NaN, where prune_group would drop the NaNs: an overflowed gradient stays visible.
+// amax_bits accumulates abs_bits of the rounded samples (a canonical NaN for such a group).
+template <int Fp8, typename T, typename Out>
+S_STE_HD uint32_t mvue_compress_group(const float (&g)[4], const Philox4& rnd, float scale, Out* values2,
+                                      uint32_t& amax_bits) {
+  float r[4];
+  mvue_group(g, rnd, r);
+  if (r[0] != r[0]) {
+    amax_bits = amax_bits > 0x7fc00000u ? amax_bits : 0x7fc00000u;
+    store_value<Fp8>(values2[0], quiet_nan());
+    store_value<Fp8>(values2[1], quiet_nan());
+    return code24(0, 1);
+  }
+  float h[4];
+S_STE_UNROLL
+  for (int i = 0; i < 4; ++i) {
+    h[i] = static_cast<float>(static_cast<T>(r[i]));
+    const uint32_t b = abs_bits(h[i]);
+    amax_bits = b > amax_bits ? b : amax_bits;
+  }
+  return prune_compress_group<Fp8>(h, values2, scale, true);
+}
+
+// mvue_24_t_compress of one chunk: g holds 32 consecutive tokens of one output column, whose
+// first group has the flat index group0 in gᵀ (the Philox counter of mvue_24 on gᵀ).
+template <int Fp8, typename T, typename Out>
+S_STE_HD uint32_t mvue_compress_chunk(const float (&g)[kChunkCols], int ngroups, uint64_t seed, uint64_t offset,
+                                      uint64_t group0, float scale, Out (&values)[kChunkCols / 2],
+                                      uint32_t& amax_bits) {
+  uint32_t packed = 0;
+S_STE_UNROLL
+  for (int s = 0; s < kChunkGroups; ++s) {
+    if (s >= ngroups) break;
+    const float g4[4] = {g[4 * s], g[4 * s + 1], g[4 * s + 2], g[4 * s + 3]};
+    packed |= mvue_compress_group<Fp8, T>(g4, group_random(seed, offset, group0 + s), scale, &values[2 * s],
+                                          amax_bits)
+              << (4 * s);
+  }
+  return packed;
+}
+
+}  // namespace s_ste
