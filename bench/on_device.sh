@@ -4,8 +4,12 @@
 # every pytest test on CUDA, compute-sanitizer (memcheck, racecheck) on the CUDA tests, and
 # every bench/bench_*.py. Logs and results go to $1, else $OUT, else bench/device-out.
 # Each step has its own time limit so the whole run ends inside one 10-minute call.
+# PARTS picks what runs after the build (default "tests bench"): tests (pytest, the two
+# sanitizers), bench (every bench/bench_*.py, then ncu on the fused kernels), pretrain (the
+# pre-training comparison, examples/pretrain_gpt.py; about as long as a call allows, so it
+# goes in a call of its own).
 #
-#   bench/on_device.sh [OUT_DIR]     (run from anywhere; carry .whl/ with the wheel)
+#   [PARTS="tests bench"] bench/on_device.sh [OUT_DIR]   (run from anywhere; carry .whl/)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-bench/device-out}}
@@ -44,17 +48,36 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 python -c "import s_ste, torch; assert s_ste.built_with_cuda() and torch.cuda.is_available()" >>"$out/build.log" 2>&1 \
   || { note "the extension does not see the GPU"; exit 1; }
 
-run_step "pytest (all, on CUDA)" 150 "$out/pytest.log" python -m pytest tests -q -rs
-# The sanitizers run the CUDA tests minus the statistical and largest cases (slow under
-# instrumentation; the same kernels run on the smaller shapes).
-sel="not unbiased and not 4096 and not opcheck"
-run_step "compute-sanitizer memcheck" 100 "$out/sanitizer.log" \
-  compute-sanitizer --tool memcheck --error-exitcode 9 python -m pytest tests/test_cuda.py -q -k "$sel"
-run_step "compute-sanitizer racecheck" 60 "$out/sanitizer.log" \
-  compute-sanitizer --tool racecheck --error-exitcode 9 python -m pytest tests/test_cuda.py -q -k "$sel and not layer and not inference"
-for bench in bench/bench_*.py; do
-  run_step "$(basename "$bench")" 120 "$out/bench.log" python "$bench"
-done
+parts=${PARTS:-tests bench}
+has() { case " $parts " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+if has tests; then
+  run_step "pytest (all, on CUDA)" 150 "$out/pytest.log" python -m pytest tests -q -rs
+  # The sanitizers run the CUDA tests minus the statistical and largest cases (slow under
+  # instrumentation; the same kernels run on the smaller shapes). racecheck targets the
+  # kernels that share memory between threads (MVUE-transpose, cast-transpose).
+  sel="not unbiased and not 4096 and not 8192 and not opcheck"
+  run_step "compute-sanitizer memcheck" 100 "$out/sanitizer.log" \
+    compute-sanitizer --tool memcheck --error-exitcode 9 python -m pytest tests/test_cuda.py -q -k "$sel"
+  run_step "compute-sanitizer racecheck" 90 "$out/sanitizer.log" \
+    compute-sanitizer --tool racecheck --error-exitcode 9 python -m pytest tests/test_cuda.py -q \
+    -k "$sel and not 1056 and (mvue_24_t_compress or quantize_fp8_scaled)"
+fi
+if has bench; then
+  for bench in bench/bench_*.py; do
+    run_step "$(basename "$bench")" 120 "$out/bench.log" python "$bench"
+  done
+  # DRAM throughput of each fused kernel as ncu sees it, appended to bench/results/prune.md.
+  if command -v ncu >/dev/null; then
+    run_step "ncu (fused kernels)" 90 "$out/ncu.log" bash -c "ncu --clock-control none --metrics \
+gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed --csv \
+python bench/bench_prune.py --profile > '$out/ncu_prune.csv'" &&
+      python bench/bench_prune.py --attach-ncu "$out/ncu_prune.csv" >>"$out/ncu.log" 2>&1
+  fi
+fi
+if has pretrain; then
+  run_step "pretrain_gpt.py" 420 "$out/pretrain.log" python examples/pretrain_gpt.py
+fi
 mkdir -p bench/results
 tar -czf "$out/results.tar.gz" bench/results
 note "results: bench/results/ packed in results.tar.gz"

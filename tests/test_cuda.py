@@ -286,3 +286,97 @@ def test_fp8_weight_gradient_gemm():
     assert s_ste_cuda.last_sparse_linear_kernel().startswith("sm90_e5m2_e4m3")
     exact = alpha.double() * (xq.double() @ s_ste.decompress(values, meta, "sm90").double().t())
     assert ((dw_t.double() - exact).norm() / exact.norm()).item() < 8e-3
+
+
+# ---- the fused kernels of the training step (issue 3) ----
+# Shapes not multiples of the kernels' tiles (prune: 64 rows x 128 columns; MVUE: 64 columns
+# x 128 tokens; cast-transpose: 64 x 64) and the smallest legal ones.
+FUSED_T_N = [(16, 1), (32, 8), (48, 100), (160, 72), (288, 130), (1056, 1000), (8192, 1024)]
+
+
+@pytest.mark.parametrize("in_dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("layout,out_dtype", [("sm80", torch.bfloat16), ("sm80", torch.float16), ("sm90", torch.bfloat16),
+                                              ("sm90", torch.float16), ("sm90", torch.float8_e5m2), ("sm90", torch.float8_e4m3fn)])
+@pytest.mark.parametrize("T,N", FUSED_T_N)
+def test_mvue_24_t_compress(in_dtype, layout, out_dtype, T, N):
+    fp8 = out_dtype in (torch.float8_e4m3fn, torch.float8_e5m2)
+    if (layout == "sm80" and (N % 32 or T % 32)) or (fp8 and T % 32):
+        pytest.skip("shape not legal for this layout / dtype")
+    g = randn(T, N, dtype=in_dtype, seed=T + N)
+    scale = torch.tensor(7.0 if fp8 else 0.75)
+    (gv, gm, ga), (cv, cm, ca) = both(s_ste.mvue_24_t_compress, g, 9, 1 << 35, layout, out_dtype, scale)
+    assert_bits_equal(gv, cv, "values")
+    assert_bits_equal(gm, cm, "meta (padding included)")
+    assert_bits_equal(ga, ca, "amax")
+
+
+def test_mvue_24_t_compress_non_finite_on_gpu():
+    g = randn(128, 64, seed=3)
+    g[9, 5], g[70, 33] = float("nan"), float("inf")
+    (gv, gm, ga), (cv, cm, ca) = both(s_ste.mvue_24_t_compress, g, 1, 0, "sm90", torch.float8_e5m2)
+    assert ga.isnan() and ca.isnan()
+    assert_bits_equal(gv, cv, "values (FP8 NaN is 0x7F on both paths)")
+    assert_bits_equal(gm, cm, "meta")
+
+
+def test_mvue_24_t_compress_unbiased_on_gpu():
+    g = randn(64, 32, seed=4, device="cuda")
+    draws = torch.stack([s_ste.decompress(*s_ste.mvue_24_t_compress(g, s, 7, "sm90", torch.float16)[:2], "sm90").float()
+                         for s in range(2000)])
+    mean, std = draws.mean(0), draws.std(0)
+    assert ((mean - g.t().half().float()).abs() <= 5 * std / 2000 ** 0.5 + 2e-3).all()
+
+
+@pytest.mark.parametrize("in_dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.float8_e5m2])
+@pytest.mark.parametrize("shape", [(1, 1), (7, 33), (64, 64), (100, 130), (1024, 4096), (8192, 768)])
+@pytest.mark.parametrize("transpose", [False, True])
+def test_quantize_fp8_scaled(in_dtype, dtype, shape, transpose):
+    x = randn(*shape, dtype=in_dtype, seed=shape[1]) * 30
+    scale = torch.tensor(torch.finfo(dtype).max / 60)
+    (gq, gt, ga), (cq, ct, ca) = both(s_ste.quantize_fp8_scaled, x, scale, dtype, transpose)
+    assert_bits_equal(gq, cq, "q")
+    assert_bits_equal(gt, ct, "q_t")
+    assert_bits_equal(ga, ca, "amax")
+
+
+def test_fused_kernels_take_misaligned_views():
+    """A view at an odd storage offset (no 16-byte alignment) is copied, not misread."""
+    base = randn(64 * 128 + 1, dtype=torch.bfloat16, seed=6)
+    w = base[1:].view(64, 128)
+    (gv, gm), (cv, cm) = both(s_ste.prune_and_compress, w, torch.tensor(0.9), "sm90")
+    assert_bits_equal(gv, cv, "values")
+    assert_bits_equal(gm, cm, "meta")
+    (gq, _, ga), (cq, _, ca) = both(s_ste.quantize_fp8_scaled, w, torch.tensor(2.0), torch.float8_e4m3fn)
+    assert_bits_equal(gq, cq, "q")
+    assert_bits_equal(ga, ca, "amax")
+
+
+def test_fused_ops_reject_tensors_on_the_wrong_device():
+    g = randn(64, 64, device="cuda")
+    with pytest.raises(ValueError, match="mvue_24_t_compress: scale .*device"):
+        s_ste.mvue_24_t_compress(g, 0, 0, "sm90", torch.bfloat16, torch.tensor(1.0))
+    with pytest.raises(ValueError, match="quantize_fp8_scaled: scale .*device"):
+        s_ste.quantize_fp8_scaled(g, torch.tensor(1.0), torch.float8_e4m3fn)
+
+
+def test_fp8_weight_gradient_from_the_fused_ops():
+    """The FP8 weight-gradient GEMM fed by the fused ops: xᵀ from quantize_fp8_scaled's
+    transposed copy, MVUE(gᵀ) from mvue_24_t_compress, the E5M2×E4M3 kernel."""
+    import s_ste_cuda
+
+    if torch.cuda.get_device_capability()[0] != 9:
+        pytest.skip("FP8 sparse GEMMs need a Hopper GPU")
+    tokens, n_out, k_in = 8192, 1024, 768
+    g = randn(tokens, n_out, seed=1, device="cuda")
+    x = randn(tokens, k_in, seed=2, device="cuda")
+    s_g = torch.tensor(1000.0, device="cuda")
+    s_x = torch.tensor(100.0, device="cuda")
+    values, meta, amax_g = s_ste.mvue_24_t_compress(g, 3, 0, "sm90", torch.float8_e5m2, s_g)
+    _, xq_t, amax_x = s_ste.quantize_fp8_scaled(x, s_x, torch.float8_e4m3fn, transpose=True)
+    alpha = 1 / (s_x * s_g)
+    dw_t = s_ste.sparse_linear(xq_t, values, meta, None, "sm90", alpha)
+    assert s_ste_cuda.last_sparse_linear_kernel().startswith("sm90_e5m2_e4m3")
+    exact = alpha.double() * (xq_t.double() @ s_ste.decompress(values, meta, "sm90").double().t())
+    assert ((dw_t.double() - exact).norm() / exact.norm()).item() < 8e-3
+    assert amax_x == x.abs().max() and amax_g > 0

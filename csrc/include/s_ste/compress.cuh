@@ -25,7 +25,12 @@ S_STE_HD void store_value(Out& dst, float v) {
     dst = static_cast<Out>(v);
   } else {
     static_assert(sizeof(Out) == 1, "FP8 values are one byte");
-    *reinterpret_cast<uint8_t*>(&dst) = fp8::encode(v, Fp8 == kE4M3 ? fp8::kE4M3 : fp8::kE5M2);
+    const uint8_t bits = fp8::encode(v, Fp8 == kE4M3 ? fp8::kE4M3 : fp8::kE5M2);
+    if constexpr (requires { dst.x = bits; }) {
+      dst.x = bits;  // c10's FP8 types: a member store keeps a register array in registers
+    } else {
+      *reinterpret_cast<uint8_t*>(&dst) = bits;
+    }
   }
 }
 
@@ -34,8 +39,8 @@ S_STE_HD void store_value(Out& dst, float v) {
 template <int Fp8, typename Out>
 S_STE_HD uint32_t prune_compress_group(const float (&w)[4], Out* values2, float beta, bool soft) {
   const Pruned24 p = prune_group(w, soft);
-  store_value<Fp8>(values2[0], mul_rn(p.value[p.i0], beta));
-  store_value<Fp8>(values2[1], mul_rn(p.value[p.i1], beta));
+  store_value<Fp8>(values2[0], mul_rn(p.v0, beta));
+  store_value<Fp8>(values2[1], mul_rn(p.v1, beta));
   return code24(p.i0, p.i1);
 }
 

@@ -12,20 +12,21 @@ namespace s_ste {
 
 S_STE_HD bool finite_f(float x) { return x - x == 0.0f; }  // false for NaN and ±Inf
 
-// Index among `idx[0..n)` chosen by inverse-CDF sampling of `a` with threshold u·total;
-// falls back to the last index with a > 0 (rounding), else to idx[0].
+// Slot among v[0..N) chosen by inverse-CDF sampling with threshold u·total: the first slot
+// whose running sum exceeds it; on rounding, the last slot with v > 0, else slot 0.
 template <int N>
-S_STE_HD int sample_index(const float (&a)[4], const int (&idx)[N], float u, float total) {
+S_STE_HD int sample_slot(const float (&v)[N], float u, float total) {
   const float t = mul_rn(u, total);
   float prefix = 0.0f;
-  int fallback = -1;
+  int fallback = -1, chosen = -1;
 S_STE_UNROLL
   for (int s = 0; s < N; ++s) {
-    prefix = s == 0 ? a[idx[0]] : add_rn(prefix, a[idx[s]]);
-    if (prefix > t) return idx[s];
-    if (a[idx[s]] > 0.0f) fallback = idx[s];
+    prefix = s == 0 ? v[0] : add_rn(prefix, v[s]);
+    if (chosen < 0 && prefix > t) chosen = s;
+    if (v[s] > 0.0f) fallback = s;
   }
-  return fallback >= 0 ? fallback : idx[0];
+  if (chosen >= 0) return chosen;
+  return fallback >= 0 ? fallback : 0;
 }
 
 // Sum of the a's other than a[j], in increasing index order.
@@ -43,17 +44,28 @@ S_STE_UNROLL
 
 // Probability that sampling two without replacement (first ∝ a, second ∝ a among the
 // rest) includes i: a_i/S + Σ_{j≠i} (a_j/S)·(a_i/R_j), with R_j = S − a_j summed directly.
-S_STE_HD float inclusion_probability(const float (&a)[4], const float (&r)[4], float S, int i) {
-  float p = div_rn(a[i], S);
+// a_over_s[j] = a_j / S, computed once per group for both survivors.
+S_STE_HD float inclusion_probability(const float (&a)[4], const float (&a_over_s)[4], const float (&r)[4],
+                                     int i) {
+  const float ai = pick4(a, i);
+  float p = pick4(a_over_s, i);
 S_STE_UNROLL
   for (int j = 0; j < 4; ++j) {
     if (j == i) continue;
-    p = add_rn(p, mul_rn(div_rn(a[j], S), div_rn(a[i], r[j])));
+    p = add_rn(p, mul_rn(a_over_s[j], div_rn(ai, r[j])));
   }
   return p;
 }
 
-// out[0..4) = the MVUE sample of g[0..4) for draw `rnd`.
+S_STE_HD float inclusion_probability(const float (&a)[4], const float (&r)[4], float S, int i) {
+  float a_over_s[4];
+S_STE_UNROLL
+  for (int j = 0; j < 4; ++j) a_over_s[j] = div_rn(a[j], S);
+  return inclusion_probability(a, a_over_s, r, i);
+}
+
+// out[0..4) = the MVUE sample of g[0..4) for draw `rnd`. Arrays are indexed by compile-time
+// constants only (selects instead of run-time indices): registers, not local memory, on GPU.
 S_STE_HD void mvue_group(const float (&g)[4], const Philox4& rnd, float (&out)[4]) {
   float m = 0.0f;
   bool finite = true;
@@ -76,19 +88,20 @@ S_STE_UNROLL
 S_STE_UNROLL
   for (int j = 0; j < 4; ++j) r[j] = sum_others(a, j);
 
-  const int all[4] = {0, 1, 2, 3};
-  const int first = sample_index(a, all, uniform24(rnd.x[0]), S);
-  int rest[3], n = 0;
+  const int first = sample_slot(a, uniform24(rnd.x[0]), S);
+  // The other three indices in increasing order: slot s holds index s, or s + 1 past first.
+  float rest[3];
 S_STE_UNROLL
-  for (int l = 0; l < 4; ++l)
-    if (l != first && n < 3) rest[n++] = l;
-  const int second = sample_index(a, rest, uniform24(rnd.x[1]), r[first]);
+  for (int s = 0; s < 3; ++s) rest[s] = s < first ? a[s] : a[s + 1];
+  const int slot = sample_slot(rest, uniform24(rnd.x[1]), pick4(r, first));
+  const int second = slot < first ? slot : slot + 1;
 
-  const int chosen[2] = {first, second};
+  float a_over_s[4];
 S_STE_UNROLL
-  for (int s = 0; s < 2; ++s) {
-    const int i = chosen[s];
-    if (a[i] > 0.0f) out[i] = div_rn(g[i], inclusion_probability(a, r, S, i));
+  for (int j = 0; j < 4; ++j) a_over_s[j] = div_rn(a[j], S);
+S_STE_UNROLL
+  for (int i = 0; i < 4; ++i) {
+    if ((i == first || i == second) && a[i] > 0.0f) out[i] = div_rn(g[i], inclusion_probability(a, a_over_s, r, i));
   }
 }
 

@@ -7,20 +7,32 @@
 
 namespace s_ste {
 
-// The outcome for one group: which two positions survive (i0 < i1), the threshold t and
-// the kept values in float32 (dropped positions are +0).
+// The outcome for one group: which two positions survive (i0 < i1), the threshold t, the
+// kept values in float32 (dropped positions are +0) and the two kept values v0, v1 (those at
+// i0, i1). Arrays are only ever indexed by compile-time constants (unrolled loops with
+// selects), so a CUDA kernel keeps all of this in registers instead of local memory.
 struct Pruned24 {
   float value[4];
   int i0, i1;
   float t;
+  float v0, v1;
 };
 
 S_STE_HD float abs_f(float x) { return x < 0.0f ? -x : (x == 0.0f ? 0.0f : x); }
 
+// x[i] for a run-time i in [0, 4), without indexing the array at run time.
+S_STE_HD float pick4(const float (&x)[4], int i) {
+  float v = x[0];
+S_STE_UNROLL
+  for (int j = 1; j < 4; ++j) v = i == j ? x[j] : v;
+  return v;
+}
+
 // Element i outranks j when |w_i| > |w_j|, or on equal magnitude when i > j, so exactly
 // two elements (those outranking two or more others) survive, even in all-equal groups.
 S_STE_HD void top2_positions(const float (&mag)[4], int& i0, int& i1, int& d0, int& d1) {
-  int kept[2] = {2, 3}, dropped[2] = {0, 1}, nk = 0, nd = 0;
+  int nk = 0, nd = 0;
+  i0 = i1 = d0 = d1 = 0;
 S_STE_UNROLL
   for (int i = 0; i < 4; ++i) {
     int beaten = 0;
@@ -28,16 +40,19 @@ S_STE_UNROLL
     for (int j = 0; j < 4; ++j) {
       if (j != i && (mag[i] > mag[j] || (mag[i] == mag[j] && i > j))) ++beaten;
     }
-    if (beaten >= 2) kept[nk++ & 1] = i;
-    else dropped[nd++ & 1] = i;
+    if (beaten >= 2) {
+      i1 = nk == 0 ? i1 : i;  // kept positions in increasing order
+      i0 = nk == 0 ? i : i0;
+      ++nk;
+    } else {
+      d1 = nd == 0 ? d1 : i;
+      d0 = nd == 0 ? i : d0;
+      ++nd;
+    }
   }
   if (nk != 2) {  // only NaN breaks the total order; keep indices in bounds regardless
-    kept[0] = 2, kept[1] = 3, dropped[0] = 0, dropped[1] = 1;
+    i0 = 2, i1 = 3, d0 = 0, d1 = 1;
   }
-  i0 = kept[0];
-  i1 = kept[1];
-  d0 = dropped[0];
-  d1 = dropped[1];
 }
 
 // Kept value sign(w)·(|w| − t), or hard pruning (t = 0, value = w) for the STE recipes.
@@ -48,20 +63,23 @@ S_STE_UNROLL
   Pruned24 r;
   int d0, d1;
   top2_positions(mag, r.i0, r.i1, d0, d1);
-  r.t = soft ? (mag[d0] > mag[d1] ? mag[d0] : mag[d1]) : 0.0f;
+  const float m0 = pick4(mag, d0), m1 = pick4(mag, d1);
+  r.t = soft ? (m0 > m1 ? m0 : m1) : 0.0f;
 S_STE_UNROLL
-  for (int i = 0; i < 4; ++i) r.value[i] = 0.0f;
-  const int kept[2] = {r.i0, r.i1};
-S_STE_UNROLL
-  for (int s = 0; s < 2; ++s) {
-    const int i = kept[s];
-    if (!soft) {
-      r.value[i] = w[i];
-      continue;
+  for (int i = 0; i < 4; ++i) {
+    float v = 0.0f;
+    if (i == r.i0 || i == r.i1) {
+      if (!soft) {
+        v = w[i];
+      } else {
+        const float d = sub_rn(mag[i], r.t);  // >= 0: a kept magnitude is never below t
+        v = d == 0.0f ? 0.0f : (w[i] < 0.0f ? -d : d);
+      }
     }
-    const float d = sub_rn(mag[i], r.t);  // >= 0: a kept magnitude is never below t
-    r.value[i] = d == 0.0f ? 0.0f : (w[i] < 0.0f ? -d : d);
+    r.value[i] = v;
   }
+  r.v0 = pick4(r.value, r.i0);
+  r.v1 = pick4(r.value, r.i1);
   return r;
 }
 
