@@ -219,7 +219,8 @@ def attach_ncu(csv_path: str) -> None:
         short = next((k for k in kernels if k in name), None)
         if short is None:
             continue
-        key = name.split("(")[0][:90]
+        # drop the parameter list, not the "(anonymous namespace)" of the demangled name
+        key = name.replace("(anonymous namespace)", "<anon>").split("(")[0][:100]
         seen.setdefault(key, {})[rec.get("Metric Name")] = f'{rec.get("Metric Value")} {rec.get("Metric Unit", "")}'
     md = "\n## ncu (--clock-control none), one launch per kernel at the --profile shapes\n\n"
     md += "| kernel | DRAM throughput | duration |\n|---|---|---|\n"

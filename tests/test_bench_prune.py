@@ -31,3 +31,31 @@ def test_bench_prune_dry_run_refuses_bench_results():
                           os.path.join(ROOT, "bench", "results")], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode != 0 and "never writes into bench/results" in out.stderr
+
+
+def test_attach_ncu_summarises_each_fused_kernel(tmp_path):
+    """--attach-ncu reads ncu's --csv rows (one per kernel and metric), keeps the fused kernels."""
+    head = '"ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream","Block Size","Grid Size",' \
+           '"Device","CC","Section Name","Metric Name","Metric Unit","Metric Value"\n'
+
+    def row(i, kernel, metric, unit, value):
+        return f'"{i}","1","python","h","{kernel}","1","7","(256, 1, 1)","(528, 1, 1)","0","9.0","Command line ' \
+               f'profiler metrics","{metric}","{unit}","{value}"\n'
+
+    k1 = "void s_ste::(anonymous namespace)::prune_compress_kernel<false, 0, float, c10::BFloat16>(const T3 *, ...)"
+    k2 = "void s_ste::<unnamed>::cast_transpose_kernel<c10::BFloat16>(const T1 *, ...)"
+    text = ("bench output line\n==PROF== Connected\n" + head
+            + row(0, k1, "dram__throughput.avg.pct_of_peak_sustained_elapsed", "%", "91.2")
+            + row(0, k1, "gpu__time_duration.sum", "us", "80.1")
+            + row(1, "void at::native::vectorized_elementwise_kernel<4>(...)", "gpu__time_duration.sum", "us", "3")
+            + row(2, k2, "dram__throughput.avg.pct_of_peak_sustained_elapsed", "%", "88.0"))
+    csv_path = tmp_path / "ncu.csv"
+    csv_path.write_text(text)
+    (tmp_path / "prune.md").write_text("# table\n")
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    out = subprocess.run([sys.executable, "bench/bench_prune.py", "--attach-ncu", str(csv_path), "--results-dir",
+                          str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    md = (tmp_path / "prune.md").read_text()
+    assert "prune_compress_kernel<false, 0, float, c10::BFloat16>` | 91.2 % | 80.1 us" in md
+    assert "cast_transpose_kernel" in md and "88.0 %" in md and "vectorized_elementwise" not in md
