@@ -1,20 +1,44 @@
 """The differentiable pieces of an S-STE linear layer, as custom ops with registered autograd.
 
-Two ops, so torch.compile traces the layer without graph breaks:
+Custom ops (so torch.compile traces the layer without graph breaks) for the two paths of
+``SparseLinear``:
+
+The semantic path (the reference; the default on the CPU):
 - ``s_ste::sparse_weight(w, scale, recipe, decay)`` -> (ŵ, mask): the 2:4 weight of a recipe,
   with a straight-through gradient (dL/dw = dL/dŵ, plus SR-STE's masked decay).
 - ``s_ste::sparse_linear_train(x, ŵ, bias, rng, mvue, fp8)`` -> y = x ŵᵀ + b, whose backward
-  (``s_ste::sparse_linear_train_backward``) computes dx = g ŵ and dŵ = MVUE(gᵀ) x.
+  (``s_ste::sparse_linear_train_backward``) computes dx = g ŵ and dŵ = MVUE(gᵀ) x with dense
+  products; ``fp8=True`` simulates the FP8 rounding of every GEMM operand with current
+  per-tensor scales (E4M3 forward, E5M2 gradient).
+
+The fast path (the default on CUDA):
+- ``s_ste::fast_linear(x, w, values, meta, w_dgrad, ...)`` -> y from the compressed weight
+  (sparse GEMM; FP8: quantize_fp8_scaled then the E4M3 sparse GEMM), whose backward
+  (``s_ste::fast_linear_backward``) computes dx with a dense GEMM and dWᵀ with
+  mvue_24_t_compress and the sparse GEMM; FP8 scales come in from s_ste.fp8_scaling
+  (delayed scaling) and the measured amaxes go back out, no host sync.
+
 The math is in the extension's ops (s_ste.ops); this file only wires them together.
-On the CPU (and on CUDA until the fused kernels land) ŵ is dense and the GEMMs are dense;
-``fp8=True`` simulates the FP8 rounding of every GEMM operand (E4M3 forward, E5M2 gradient).
 """
+import contextlib
+import os
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
 from . import ops
+
+# S_STE_NVTX=1 (read at import): every op of the layer's fast path runs inside an NVTX range
+# "s_ste.<op>" (for nsys / ncu --nvtx-include; see bench/README.md). Off by default: no overhead.
+NVTX = os.environ.get("S_STE_NVTX", "0") not in ("", "0")
+
+
+def nvtx(name: str):
+    """An NVTX range named s_ste.<name> when S_STE_NVTX=1 and CUDA is up, else a no-op."""
+    if NVTX and torch.cuda.is_available() and not torch.compiler.is_compiling():
+        return torch.cuda.nvtx.range(f"s_ste.{name}")
+    return contextlib.nullcontext()
 
 RECIPES = ("dense", "ste", "sr-ste", "s-ste")
 FORWARD_FP8 = torch.float8_e4m3fn
@@ -128,3 +152,174 @@ def _linear_backward(ctx, grad):
 
 
 sparse_linear_train.register_autograd(_linear_backward, setup_context=_linear_setup)
+
+
+# ---- the fast path: compressed 2:4 weight, sparse GEMMs, fused MVUE-transpose-compress ----
+#
+# SparseLinear builds (values, meta) = prune_and_compress(ŵ) and the dense operand of the
+# input-gradient GEMM once per weight update and passes them in; these two ops only chain the
+# extension's ops. x is 2-D [T, K]; tokens are zero-padded to `pad_to` for the weight-gradient
+# GEMM, whose reduction dim (and 2:4 dim) they are.
+
+
+FP8_VALUE_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
+
+
+def _fp8_mm(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale_b: torch.Tensor) -> torch.Tensor:
+    """bf16(scale_a·scale_b·(a·b)) for FP8 a [M, K] row-major and b [K, N] column-major (torch._scaled_mm)."""
+    return torch._scaled_mm(a, b, scale_a=scale_a, scale_b=scale_b, out_dtype=torch.bfloat16)
+
+
+def _pad_rows(t: torch.Tensor, rows: int) -> torch.Tensor:
+    return F.pad(t, (0, 0, 0, rows - t.shape[0])) if rows != t.shape[0] else t
+
+
+def _padded(T: int, pad_to: int) -> int:
+    return -(-T // pad_to) * pad_to
+
+
+@torch.library.custom_op("s_ste::fast_linear", mutates_args=())
+def fast_linear(
+    x: torch.Tensor, weight: torch.Tensor, values: torch.Tensor, meta: torch.Tensor, w_dgrad: torch.Tensor,
+    bias: Optional[torch.Tensor], rng: torch.Tensor, scales: Optional[torch.Tensor], amax: Optional[torch.Tensor],
+    layout: str, pad_to: int, mvue: bool, need_wgrad: bool, first: bool, decay: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(y, saved operand of the weight gradient, amax of x) for y = x ŵᵀ + b.
+
+    16-bit: y = sparse_linear(x, values, meta, bias); the saved operand is empty (x itself is saved).
+    FP8 (values in float8_e4m3fn): x is cast to E4M3 with scales[X] (and transposed, padded, for
+    the weight gradient: the saved operand), y = bf16(x_q·ŵ_qᵀ/(s_x·s_w) + b); amax = max|x|.
+    `weight`, `w_dgrad`, `rng`, `amax`, `mvue`, `first`, `decay` are for the backward.
+    """
+    if values.dtype not in FP8_VALUE_DTYPES:
+        with nvtx("fwd_gemm"):
+            y = ops.sparse_linear(x, values, meta, bias, layout)
+        return y, x.new_empty((0,)), x.new_zeros((), dtype=torch.float32)
+    T = x.shape[0]
+    s_x, s_w = scales[0], scales[1]
+    # Padded tokens (zeros) keep every FP8 GEMM dim a multiple of 16; their outputs are dropped.
+    with nvtx("quantize_x"):
+        q, q_t, amax_x = ops.quantize_fp8_scaled(_pad_rows(x, _padded(T, pad_to)), s_x.reshape(1), FORWARD_FP8,
+                                                 transpose=need_wgrad)
+    alpha = (s_x * s_w).reciprocal()
+    b = bias.to(torch.bfloat16) if bias is not None else None
+    with nvtx("fwd_gemm"):
+        y = ops.sparse_linear(q, values, meta, b, layout, alpha)[:T]
+    return y, q_t, amax_x
+
+
+@fast_linear.register_fake
+def _fast_linear_fake(x, weight, values, meta, w_dgrad, bias, rng, scales, amax, layout, pad_to, mvue, need_wgrad,
+                      first, decay):
+    T, K = x.shape
+    N = values.shape[0]
+    if values.dtype not in FP8_VALUE_DTYPES:
+        return x.new_empty((T, N)), x.new_empty((0,)), x.new_empty((), dtype=torch.float32)
+    saved = x.new_empty((K, _padded(T, pad_to)) if need_wgrad else (0,), dtype=FORWARD_FP8)
+    return x.new_empty((T, N), dtype=torch.bfloat16), saved, x.new_empty((), dtype=torch.float32)
+
+
+@torch.library.custom_op("s_ste::fast_linear_backward", mutates_args=("amax",))
+def fast_linear_backward(
+    grad: torch.Tensor, x: torch.Tensor, w_dgrad: torch.Tensor, rng: torch.Tensor, scales: Optional[torch.Tensor],
+    amax: Optional[torch.Tensor], layout: str, pad_to: int, mvue: bool, first: bool, wgrad: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dx [T, K], dWᵀ [K, N], db [N]) for y = x ŵᵀ + b, g = grad [T, N] (wgrad=False: dWᵀ empty).
+
+    dx = g·ŵ, a dense GEMM (w_dgrad: ŵ [N, K] in 16 bits, or ŵ_qᵀ [K, N] in E4M3);
+    dWᵀ = xᵀ·MVUE(gᵀ)ᵀ through mvue_24_t_compress and the sparse GEMM (mvue=False: dense xᵀ·g).
+    16-bit: x is the layer input [T, K]. FP8: x is the saved E4M3 xᵀ [K, T_pad]; g is cast to E5M2
+    with scales[GRAD] (first step: its current amax), MVUE(gᵀ) with scales[GRAD_MVUE] (first
+    step: 4·max|g|), and their amaxes are written to amax[2], amax[3] (the delayed-scaling history).
+    """
+    T, N = grad.shape
+    seed, offset = (int(v) for v in rng.tolist())  # rng lives on the CPU: no device sync
+    if w_dgrad.dtype not in FP8_VALUE_DTYPES:
+        with nvtx("dgrad_gemm"):
+            dx = grad @ w_dgrad
+        if not wgrad:
+            dwt = grad.new_empty((0,))
+        elif mvue:
+            Tp = _padded(T, pad_to)
+            with nvtx("mvue_t_compress"):
+                values, meta, _ = ops.mvue_24_t_compress(_pad_rows(grad, Tp), seed, offset, layout)
+            with nvtx("transpose_x"):
+                x_t = _pad_rows(x, Tp).t().contiguous()
+            with nvtx("wgrad_gemm"):
+                dwt = ops.sparse_linear(x_t, values, meta, None, layout)
+        else:
+            with nvtx("wgrad_gemm_dense"):
+                dwt = x.t() @ grad
+        return dx, dwt, grad.sum(0)
+    from .fp8_scaling import FP8_MAX, MVUE_AMAX_BOUND, scale_from_amax
+
+    Tp = _padded(T, pad_to)
+    gp = _pad_rows(grad, Tp)
+    s_x, s_w, s_g, s_h = scales[0], scales[1], scales[2], scales[3]
+    if first:  # no history yet: the current amax (one extra reduction, first step only)
+        amax_now = grad.detach().abs().amax().float()
+        s_g = scale_from_amax(amax_now, FP8_MAX[GRADIENT_FP8])
+        s_h = scale_from_amax(amax_now * MVUE_AMAX_BOUND, FP8_MAX[GRADIENT_FP8])
+    with nvtx("quantize_g"):
+        g_q, g_qt, amax_g = ops.quantize_fp8_scaled(gp, s_g.reshape(1), GRADIENT_FP8, transpose=wgrad and not mvue)
+    with nvtx("dgrad_gemm"):
+        dx = _fp8_mm(g_q, w_dgrad.t(), s_g.reciprocal(), s_w.reciprocal())[:T]
+    if not wgrad:
+        dwt = grad.new_empty((0,), dtype=torch.bfloat16)
+        amax_h = torch.full_like(amax_g, -1.0)
+    elif mvue:
+        with nvtx("mvue_t_compress"):
+            values, meta, amax_h = ops.mvue_24_t_compress(gp, seed, offset, layout, GRADIENT_FP8, s_h.reshape(1))
+        with nvtx("wgrad_gemm"):
+            dwt = ops.sparse_linear(x, values, meta, None, layout, (s_x * s_h).reciprocal())
+    else:
+        with nvtx("wgrad_gemm_dense"):
+            dwt = _fp8_mm(x, g_qt.t(), s_x.reciprocal(), s_g.reciprocal())
+        amax_h = torch.full_like(amax_g, -1.0)  # no MVUE output this step
+    amax[2:4].copy_(torch.stack([amax_g, amax_h]))
+    return dx, dwt, grad.sum(0, dtype=torch.float32).to(grad.dtype)
+
+
+@fast_linear_backward.register_fake
+def _fast_linear_backward_fake(grad, x, w_dgrad, rng, scales, amax, layout, pad_to, mvue, first, wgrad):
+    T, N = grad.shape
+    fp8 = w_dgrad.dtype in FP8_VALUE_DTYPES
+    K = w_dgrad.shape[0] if fp8 else w_dgrad.shape[1]
+    dtype = torch.bfloat16 if fp8 else grad.dtype
+    dwt = grad.new_empty((K, N) if wgrad else (0,), dtype=dtype)
+    return grad.new_empty((T, K), dtype=dtype), dwt, grad.new_empty((N,))
+
+
+def _fast_setup(ctx, inputs, output):
+    x, weight, values, meta, w_dgrad, bias, rng, scales, amax, layout, pad_to, mvue, need_wgrad, first, decay = inputs
+    y, x_fp8_t, _ = output
+    ctx.mark_non_differentiable(x_fp8_t, output[2])
+    ctx.has_bias, ctx.layout, ctx.pad_to, ctx.mvue, ctx.first = bias is not None, layout, pad_to, mvue, first
+    ctx.decay = decay
+    ctx.fp8 = values.dtype in FP8_VALUE_DTYPES
+    ctx.x_dtype, ctx.w_dtype = x.dtype, weight.dtype
+    saved_x = x_fp8_t if ctx.fp8 else x
+    # The amax buffer is written by the next forward before this backward runs (delayed scaling):
+    # keep it out of save_for_backward's version check; the backward writes only its grad slots.
+    ctx.amax = amax
+    ctx.save_for_backward(saved_x, w_dgrad, rng, scales, weight if decay else None)
+
+
+def _fast_backward(ctx, grad, _g_saved, _g_amax):
+    x, w_dgrad, rng, scales, weight = ctx.saved_tensors
+    amax = ctx.amax
+    wgrad = ctx.needs_input_grad[1]
+    if wgrad and ctx.fp8 and x.numel() == 0:
+        raise RuntimeError("SparseLinear: weight gradient through an FP8 forward that ran without grad enabled")
+    dx, dwt, db = fast_linear_backward(grad.contiguous(), x, w_dgrad, rng, scales, amax, ctx.layout, ctx.pad_to,
+                                       ctx.mvue, ctx.first, wgrad)
+    dw = dwt.t().to(ctx.w_dtype) if wgrad else None
+    if wgrad and ctx.decay:
+        # SR-STE: λ·(1 − mask)·w; the mask (top-2 magnitudes) recomputed from w here (backward only).
+        mask = ops.hard_threshold_24(weight.detach().contiguous())[1]
+        dw = dw + ctx.decay * weight.detach() * (~mask)
+    return (dx.to(ctx.x_dtype), dw, None, None, None, (db.to(grad.dtype) if ctx.has_bias else None),
+            None, None, None, None, None, None, None, None, None)
+
+
+fast_linear.register_autograd(_fast_backward, setup_context=_fast_setup)

@@ -37,14 +37,18 @@ def sparsify(
     mvue: bool = True,
     decay: float = 2e-4,
     seed: int = 0,
+    fast: bool | None = None,
+    layout: str | None = None,
+    amax_history_len: int = 16,
 ) -> nn.Module:
     """Swap every eligible ``nn.Linear`` of ``model`` for a :class:`SparseLinear`, in place.
 
     ``include``/``skip`` are fnmatch patterns on the module names (``model.named_modules()``):
     a linear is swapped when it matches some ``include`` pattern (all do when ``include`` is
     None) and no ``skip`` pattern. Linears whose shape the 2:4 kernels cannot take stay
-    dense, with a warning naming them. The swapped layers share the original parameters.
-    Returns ``model``.
+    dense, with a warning naming them. The swapped layers share the original parameters and
+    are named after their module path (in warnings). ``fast``, ``layout`` and
+    ``amax_history_len`` go to every :class:`SparseLinear`. Returns ``model``.
     """
     skip, include = tuple(skip), (tuple(include) if include is not None else None)
     swapped = 0
@@ -64,6 +68,7 @@ def sparsify(
             module.in_features, module.out_features, bias=module.bias is not None, recipe=recipe,
             mvue=mvue, fp8=fp8, decay=decay, seed=seed + index,
             device=module.weight.device, dtype=module.weight.dtype,
+            fast=fast, layout=layout, amax_history_len=amax_history_len, name=name,
         )
         layer.weight = module.weight
         if module.bias is not None:

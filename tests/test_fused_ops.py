@@ -163,3 +163,26 @@ def test_quantize_fp8_scaled_non_finite():
 def test_quantize_fp8_scaled_empty():
     q, q_t, amax = s_ste.quantize_fp8_scaled(torch.empty(0, 8), torch.tensor(1.0), torch.float8_e5m2, True)
     assert q.shape == (0, 8) and q_t.shape == (8, 0) and amax == 0
+
+
+def test_one_nan_encoding_on_every_path():
+    """Kernels write NaN as float32 0x7fc00000, 16-bit 0x7FFF, FP8 0x7F whatever the payload or
+    sign the arithmetic made (x86 makes negative NaNs, the GPU positive ones): the GPU tests
+    then compare NaN bits too."""
+    g = randn(64, 32, seed=4)
+    g[5, 3] = float("inf")
+    for dtype, nan_bits in ((torch.bfloat16, 0x7FFF), (torch.float16, 0x7FFF)):
+        values = s_ste.mvue_24_t_compress(g, 2, 0, "sm90", dtype)[0]
+        nans = values.isnan()
+        assert nans.sum() == 2 and (values.view(torch.int16)[nans] == nan_bits).all()
+    q = s_ste.mvue_24_t_compress(g, 2, 0, "sm90", torch.float8_e5m2)[0]
+    assert (q.view(torch.uint8) == 0x7F).sum() == 2
+    # inf - inf inside the soft threshold makes a NaN on the CPU with the sign bit set
+    w = torch.tensor([[float("inf"), float("inf"), float("inf"), 1.0] + [1.0] * 28] * 32)
+    v, _ = s_ste.prune_and_compress(w, torch.tensor(1.0), "sm90", torch.float8_e4m3fn)
+    assert v.view(torch.uint8)[0, 0] == 0x7F
+    neg_nan = torch.zeros(4) / 0  # 0xFFC00000 on x86
+    q, _, amax = s_ste.quantize_fp8_scaled(neg_nan, torch.tensor(1.0), torch.float8_e4m3fn)
+    assert (q.view(torch.uint8) == 0x7F).all() and amax.view(torch.int32) == 0x7FC00000
+    pruned = s_ste.soft_threshold_24(w.bfloat16())[0]
+    assert (pruned.view(torch.int16)[pruned.isnan()] == 0x7FFF).all()

@@ -54,7 +54,9 @@ def op_cases(device="cpu"):
     ]
 
 
-CASES = op_cases()
+from test_layer import fast_op_cases  # noqa: E402  (the layer's fast-path ops)
+
+CASES = op_cases() + fast_op_cases()
 ALL_UTILS = ("test_schema", "test_autograd_registration", "test_faketensor", "test_aot_dispatch_dynamic")
 
 

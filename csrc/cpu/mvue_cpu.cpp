@@ -20,7 +20,7 @@ at::Tensor mvue_24_cpu(const at::Tensor& g_in, int64_t seed, int64_t offset) {
         float v[4], r[4];
         for (int i = 0; i < 4; ++i) v[i] = static_cast<float>(g[4 * grp + i]);
         mvue_group(v, group_random(p.seed, p.offset, uint64_t(grp)), r);
-        for (int i = 0; i < 4; ++i) out[4 * grp + i] = static_cast<scalar_t>(r[i]);
+        for (int i = 0; i < 4; ++i) out[4 * grp + i] = to_value<scalar_t>(r[i]);
       }
     });
   });

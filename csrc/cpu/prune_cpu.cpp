@@ -26,7 +26,7 @@ std::tuple<at::Tensor, at::Tensor> threshold_cpu(const at::Tensor& w_in) {
         for (int i = 0; i < 4; ++i) v[i] = static_cast<float>(w[4 * g + i]);
         const Pruned24 r = prune_group(v, Soft);
         for (int i = 0; i < 4; ++i) {
-          out[4 * g + i] = static_cast<scalar_t>(r.value[i]);
+          out[4 * g + i] = to_value<scalar_t>(r.value[i]);
           mask[4 * g + i] = i == r.i0 || i == r.i1;
         }
       }

@@ -137,8 +137,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_fp8_scaled_cuda(const at
   const fp8::Format fmt = p.e4m3 ? fp8::kE4M3 : fp8::kE5M2;
   const int64_t n = p.x.numel();
   if (n == 0) return {p.q, p.q_t, p.amax};
-  // The flat kernel's 16-byte loads need an aligned start; a view at an odd offset is copied.
-  const at::Tensor x = reinterpret_cast<uintptr_t>(p.x.data_ptr()) % 16 ? p.x.clone() : p.x;
+  // The flat kernel's 16-byte loads need an aligned start; a view at an odd offset is copied
+  // (the transposing kernel reads element by element).
+  const bool misaligned = reinterpret_cast<uintptr_t>(p.x.data_ptr()) % 16 != 0;
+  const at::Tensor x = misaligned && !p.transpose ? p.x.clone() : p.x;
   const int sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
   auto stream = at::cuda::getCurrentCUDAStream();
   dispatch_float_input(x.scalar_type(), [&](auto in_tag) {

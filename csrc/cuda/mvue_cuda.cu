@@ -20,7 +20,7 @@ __global__ void mvue_kernel(const T* __restrict__ g, T* __restrict__ out, int64_
     for (int i = 0; i < 4; ++i) v[i] = static_cast<float>(g[4 * grp + i]);
     mvue_group(v, group_random(seed, offset, uint64_t(grp)), r);
 #pragma unroll
-    for (int i = 0; i < 4; ++i) out[4 * grp + i] = static_cast<T>(r[i]);
+    for (int i = 0; i < 4; ++i) out[4 * grp + i] = to_value<T>(r[i]);
   }
 }
 

@@ -25,7 +25,7 @@ __global__ void threshold_kernel(const T* __restrict__ w, T* __restrict__ out, b
     const Pruned24 r = prune_group(v, Soft);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      out[4 * g + i] = static_cast<T>(r.value[i]);
+      out[4 * g + i] = to_value<T>(r.value[i]);
       mask[4 * g + i] = i == r.i0 || i == r.i1;
     }
   }
@@ -37,7 +37,7 @@ __global__ void threshold_kernel(const T* __restrict__ w, T* __restrict__ out, b
 constexpr int kPruneTileRows = 64, kPruneTileCols = 4 * kChunkCols, kPruneThreads = 256;
 
 template <bool Sm80, int Fp8, typename In, typename Out>
-__global__ void __launch_bounds__(kPruneThreads)
+__global__ void __launch_bounds__(kPruneThreads, 4)  // <= 64 registers: no spills on sm_80 or sm_90a
     prune_compress_kernel(const In* __restrict__ w, const float* __restrict__ scale, Out* __restrict__ values,
                           void* __restrict__ meta, int64_t rows, int64_t K) {
   const int64_t r = int64_t(blockIdx.x) * kPruneTileRows + threadIdx.x / 4;

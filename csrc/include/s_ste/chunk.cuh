@@ -45,11 +45,24 @@ S_STE_HD uint32_t mvue_compress_group(const float (&g)[4], const Philox4& rnd, f
     return code24(0, 1);
   }
   float h[4];
+  int nonzero = 0, i0 = 0, i1 = 0;
 S_STE_UNROLL
   for (int i = 0; i < 4; ++i) {
     h[i] = static_cast<float>(static_cast<T>(r[i]));
     const uint32_t b = abs_bits(h[i]);
     amax_bits = b > amax_bits ? b : amax_bits;
+    if (h[i] != 0.0f) {
+      i1 = nonzero == 0 ? i1 : i;
+      i0 = nonzero == 0 ? i : i0;
+      ++nonzero;
+    }
+  }
+  if (nonzero == 2) {
+    // The common case, short-cut: with two non-zeros the ranking keeps exactly them, the
+    // threshold is 0 and sign·(|h| − 0) is h itself, so this is prune_compress_group's result.
+    store_value<Fp8>(values2[0], mul_rn(pick4(h, i0), scale));
+    store_value<Fp8>(values2[1], mul_rn(pick4(h, i1), scale));
+    return code24(i0, i1);
   }
   return prune_compress_group<Fp8>(h, values2, scale, true);
 }

@@ -14,7 +14,8 @@
 
 namespace s_ste {
 
-// How a float32 value is stored: Fp8 = 0 converts to the 16-bit type Out; Fp8 = 1 / 2 writes
+// How a float32 value is stored: Fp8 = 0 converts to the 16-bit type Out (to_value: one NaN
+// encoding on every path); Fp8 = 1 / 2 writes
 // the saturating E4M3 / E5M2 rounding of fp8.cuh into the byte of Out (a plain FP8
 // conversion would turn overflow into NaN).
 enum Fp8Kind : int { kNotFp8 = 0, kE4M3 = 1, kE5M2 = 2 };
@@ -22,7 +23,7 @@ enum Fp8Kind : int { kNotFp8 = 0, kE4M3 = 1, kE5M2 = 2 };
 template <int Fp8, typename Out>
 S_STE_HD void store_value(Out& dst, float v) {
   if constexpr (Fp8 == kNotFp8) {
-    dst = static_cast<Out>(v);
+    dst = to_value<Out>(v);
   } else {
     static_assert(sizeof(Out) == 1, "FP8 values are one byte");
     const uint8_t bits = fp8::encode(v, Fp8 == kE4M3 ? fp8::kE4M3 : fp8::kE5M2);

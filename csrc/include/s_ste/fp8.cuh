@@ -5,6 +5,10 @@
 
 #include "hd.cuh"
 
+#if defined(__CUDACC__)
+#include <cuda_fp8.h>
+#endif
+
 namespace s_ste::fp8 {
 
 struct Format {
@@ -17,11 +21,18 @@ constexpr Format kE5M2{2, 15, 57344.0f};
 
 S_STE_HD float clamp_to(float x, float max) { return x > max ? max : (x < -max ? -max : x); }
 
-// FP8 bit pattern of x: ±Inf and finite overflow saturate to ±max; NaN stays NaN (0x7F with
-// x's sign, a NaN in both formats), so an overflowed gradient stays visible.
+// FP8 bit pattern of x: ±Inf and finite overflow saturate to ±max; every NaN becomes 0x7F
+// (a NaN in both formats; its sign is dropped because CPU and GPU arithmetic disagree on the
+// sign of the NaNs they generate), so an overflowed gradient stays visible.
 S_STE_HD uint8_t encode(float x, Format f) {
+  if (x != x) return uint8_t(0x7Fu);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+  // Ada/Hopper convert in hardware: cvt.rn.satfinite rounds to nearest even and saturates
+  // ±Inf and overflow to ±max, the rounding below, in one instruction (the GPU tests
+  // compare the bytes with the CPU path's).
+  return uint8_t(__nv_cvt_float_to_fp8(x, __NV_SATFINITE, f.mant_bits == 3 ? __NV_E4M3 : __NV_E5M2));
+#else
   const uint32_t sign = (float_bits(x) >> 31) << 7;
-  if (x != x) return uint8_t(sign | 0x7Fu);
   x = clamp_to(x, f.max);
   const uint32_t bits = float_bits(x);
   const uint32_t mag = bits & 0x7fffffffu;
@@ -43,6 +54,7 @@ S_STE_HD uint8_t encode(float x, Format f) {
     if (rem > half || (rem == half && (q & 1u))) ++q;  // a carry moves into the exponent
   }
   return uint8_t(sign | q);
+#endif
 }
 
 // Scale that maps amax onto the format's largest finite value (1 when amax is 0; capped

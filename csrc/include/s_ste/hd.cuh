@@ -69,9 +69,26 @@ S_STE_HD float bits_float(uint32_t u) {
 
 S_STE_HD float quiet_nan() { return bits_float(0x7fc00000u); }
 
-// Bits of |x|. As unsigned integers they order like |x| for every non-NaN x and put every
-// NaN above +Inf, so an integer max over them is an amax that propagates NaN, computes the
-// same bits on every thread layout, and reduces with integer atomics.
-S_STE_HD uint32_t abs_bits(float x) { return float_bits(x) & 0x7fffffffu; }
+// Bits of |x|, with every NaN mapped to 0x7fc00000 (CPU and GPU conversions disagree on NaN
+// payloads). As unsigned integers they order like |x| for every non-NaN x and put NaN above
+// +Inf, so an integer max over them is an amax that propagates NaN, has the same bits on
+// every path and thread layout, and reduces with integer atomics.
+S_STE_HD uint32_t abs_bits(float x) { return x != x ? 0x7fc00000u : float_bits(x) & 0x7fffffffu; }
+
+// static_cast<Out>(v) with one NaN encoding on every path: a float32 NaN becomes 0x7fc00000
+// and a 16-bit one 0x7FFF (a NaN in both bf16 and fp16, and what the GPU's cvt writes); the
+// host's conversions would keep payloads and signs that GPU arithmetic does not produce.
+template <typename Out>
+S_STE_HD Out to_value(float v) {
+  if constexpr (sizeof(Out) == 4) {
+    return v != v ? quiet_nan() : v;
+  } else if constexpr (sizeof(Out) == 2 && requires(Out o) { o.x = uint16_t(0); }) {
+    Out o = static_cast<Out>(v);
+    if (v != v) o.x = uint16_t(0x7FFF);
+    return o;
+  } else {
+    return static_cast<Out>(v);
+  }
+}
 
 }  // namespace s_ste

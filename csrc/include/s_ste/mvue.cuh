@@ -44,15 +44,17 @@ S_STE_UNROLL
 
 // Probability that sampling two without replacement (first ∝ a, second ∝ a among the
 // rest) includes i: a_i/S + Σ_{j≠i} (a_j/S)·(a_i/R_j), with R_j = S − a_j summed directly.
-// a_over_s[j] = a_j / S, computed once per group for both survivors.
+// a_over_s[j] = a_j / S, computed once per group for both survivors. The three j ≠ i are
+// visited in increasing order as slots s = 0..2 (j = s, or s + 1 past i): every thread of a
+// warp runs the same three divisions whatever its i.
 S_STE_HD float inclusion_probability(const float (&a)[4], const float (&a_over_s)[4], const float (&r)[4],
                                      int i) {
   const float ai = pick4(a, i);
   float p = pick4(a_over_s, i);
 S_STE_UNROLL
-  for (int j = 0; j < 4; ++j) {
-    if (j == i) continue;
-    p = add_rn(p, mul_rn(a_over_s[j], div_rn(ai, r[j])));
+  for (int s = 0; s < 3; ++s) {
+    const int j = s < i ? s : s + 1;
+    p = add_rn(p, mul_rn(pick4(a_over_s, j), div_rn(ai, pick4(r, j))));
   }
   return p;
 }
@@ -99,9 +101,15 @@ S_STE_UNROLL
   float a_over_s[4];
 S_STE_UNROLL
   for (int j = 0; j < 4; ++j) a_over_s[j] = div_rn(a[j], S);
+  // The two survivors in turn (a run-time index, so a warp divides twice, not per position).
 S_STE_UNROLL
-  for (int i = 0; i < 4; ++i) {
-    if ((i == first || i == second) && a[i] > 0.0f) out[i] = div_rn(g[i], inclusion_probability(a, a_over_s, r, i));
+  for (int k = 0; k < 2; ++k) {
+    const int i = k == 0 ? first : second;
+    if (pick4(a, i) > 0.0f) {
+      const float v = div_rn(pick4(g, i), inclusion_probability(a, a_over_s, r, i));
+S_STE_UNROLL
+      for (int l = 0; l < 4; ++l) out[l] = l == i ? v : out[l];
+    }
   }
 }
 

@@ -1,0 +1,102 @@
+"""FP8 delayed scaling for the layer's fast path: per-tensor scales from an amax history.
+
+Transformer Engine's delayed-scaling recipe (scale = fp8_max / max over the amax window,
+margin 0), with no host sync anywhere: every scale is a float32 device tensor computed from
+device tensors.
+
+Each FP8 layer keeps, per tensor kind (``KINDS``: the input x and the weight ŵ in E4M3, the
+output gradient g and its MVUE-sparsified transpose h in E5M2):
+
+- ``history[kind, :]``: the amaxes (max |tensor|) of the last ``len`` steps, newest first;
+- ``pending[kind]``: the amax measured at the current step (−1: none yet), written by the
+  ops that quantize the tensor (``quantize_fp8_scaled``, ``mvue_24_t_compress``) in the
+  same pass as the cast.
+
+At the start of each forward the pending amaxes are pushed into the history (``fold``); the
+scale of a kind is then ``fp8_max / max(history[kind])`` (``scales``), so the cast of step t
+uses the amaxes of steps < t and never waits for the amax of its own tensor.
+
+- First step (empty history): x uses its current amax (one extra reduction, first step only),
+  g its current amax (computed in the backward), h the bound ``4·max|g|`` (an MVUE output is
+  ``g_i / p_i`` with ``p_i ≥ a_i / S``, so ``|h_i| ≤ S·max_group|g| ≤ 4·max|g|``).
+- The weight's amax is known before its cast (it is cast once per weight update, when the
+  compressed weight is rebuilt), so it is pushed into the history *before* its scale is
+  computed (the scale includes the current amax): ``β·max|w|`` for S-STE (an upper bound of
+  ``max|ŵ|``: the soft threshold only shrinks magnitudes), ``max|w|`` otherwise (exact: the
+  group maximum is always kept).
+- A non-finite amax (an overflowed gradient) is recorded as 0, i.e. ignored by the scale;
+  the overflow itself stays visible in the tensors (NaN survives the FP8 casts).
+- Guards as in ``quantize_fp8``: amax 0 gives scale 1, and a scale that overflows float32
+  gives the largest finite float32.
+"""
+from __future__ import annotations
+
+import torch
+
+E4M3, E5M2 = torch.float8_e4m3fn, torch.float8_e5m2
+FP8_MAX = {E4M3: 448.0, E5M2: 57344.0}
+KINDS = ("x", "w", "grad", "grad_mvue")
+KIND_DTYPES = (E4M3, E4M3, E5M2, E5M2)
+X, W, GRAD, GRAD_MVUE = range(4)
+MVUE_AMAX_BOUND = 4.0  # max|MVUE(g)| <= 4 max|g| (see the module docstring)
+# Transformer Engine's DelayedScaling takes the max over the window too (amax_compute_algo="max",
+# margin 0); its default window is 1024 steps (amax_history_len); 16 here, as issue 5 asks.
+DEFAULT_HISTORY_LEN = 16
+
+_F32_MAX = torch.finfo(torch.float32).max
+
+
+def scale_from_amax(amax: torch.Tensor, fp8_max: torch.Tensor | float) -> torch.Tensor:
+    """fp8_max / amax (float32, on amax's device), 1 where amax is 0, float32 max where that overflows."""
+    amax = amax.float()
+    scale = torch.where(amax > 0, fp8_max / amax.clamp_min(torch.finfo(torch.float32).tiny), 1.0)
+    return torch.where(torch.isfinite(scale), scale, _F32_MAX)
+
+
+def fp8_max_tensor(device) -> torch.Tensor:
+    """FP8_MAX of each kind, in KINDS order, as a float32 tensor (filled on the device: a tensor
+    built from a Python list would be a host-to-device copy, which waits for the device)."""
+    out = torch.full((len(KINDS),), FP8_MAX[E4M3], dtype=torch.float32, device=device)
+    out[GRAD:] = FP8_MAX[E5M2]  # (KIND_DTYPES: E4M3 before GRAD, E5M2 from it)
+    return out
+
+
+def new_state(history_len: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(history [len(KINDS), history_len] of zeros, pending [len(KINDS)] of −1)."""
+    if history_len < 1:
+        raise ValueError(f"amax history length must be >= 1, got {history_len}")
+    history = torch.zeros(len(KINDS), history_len, dtype=torch.float32, device=device)
+    pending = torch.full((len(KINDS),), -1.0, dtype=torch.float32, device=device)
+    return history, pending
+
+
+def _clean(amax: torch.Tensor) -> torch.Tensor:
+    return torch.where(torch.isfinite(amax), amax, 0.0)
+
+
+@torch.no_grad()
+def fold(history: torch.Tensor, pending: torch.Tensor) -> None:
+    """Push each kind's pending amax (where ≥ 0) into its history, newest first; clear pending. In place."""
+    rolled = torch.roll(history, 1, dims=1)
+    rolled[:, 0] = _clean(pending).clamp_min(0.0)
+    history.copy_(torch.where((pending >= 0)[:, None] | torch.isnan(pending)[:, None], rolled, history))
+    pending.fill_(-1.0)
+
+
+@torch.no_grad()
+def push(history: torch.Tensor, kind: int, amax: torch.Tensor) -> None:
+    """Push one amax into one kind's history right away (the weight's, known before its cast). In place."""
+    row = torch.roll(history[kind], 1)
+    row[0] = _clean(amax.float())
+    history[kind].copy_(row)
+
+
+def scales(history: torch.Tensor) -> torch.Tensor:
+    """The scale of every kind, fp8_max / max(history), float32 [len(KINDS)] on the device."""
+    return scale_from_amax(history.amax(dim=1), fp8_max_tensor(history.device))
+
+
+def weight_amax(w: torch.Tensor, beta: torch.Tensor | None) -> torch.Tensor:
+    """max|ŵ| or its bound: β·max|w| for S-STE (beta given), max|w| otherwise (0-d float32)."""
+    amax = w.detach().abs().amax().float()
+    return amax * beta if beta is not None else amax
