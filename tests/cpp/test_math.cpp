@@ -50,7 +50,10 @@ void fp8_rounding() {
   expect(encode(57344.0f, kE5M2) == 0x7b && encode(1e9f, kE5M2) == 0x7b, "e5m2 max and saturation");
   expect(encode(-1.0f, kE5M2) == 0xbc, "e5m2 minus one");
   expect(encode(0x1p-16f, kE5M2) == 0x01, "e5m2 smallest subnormal");
-  expect(encode(s_ste::quiet_nan(), kE4M3) == 0x7f && encode(-s_ste::quiet_nan(), kE5M2) == 0xff, "NaN stays NaN");
+  expect(encode(s_ste::quiet_nan(), kE4M3) == 0x7f && encode(-s_ste::quiet_nan(), kE5M2) == 0x7f,
+         "NaN stays NaN, one encoding whatever its sign");
+  expect(s_ste::abs_bits(-s_ste::quiet_nan()) == 0x7fc00000u && s_ste::abs_bits(-2.0f) == 0x40000000u,
+         "abs_bits: |x| bits, every NaN as 0x7fc00000");
   expect(encode(-1.0f / 0.0f, kE4M3) == 0xfe, "-Inf saturates");
   expect(scale_for_amax(0.0f, kE4M3) == 1.0f, "scale of amax 0");
   expect(scale_for_amax(1e-40f, kE4M3) == 3.40282347e38f, "scale capped at FLT_MAX");
