@@ -54,6 +54,22 @@ void dispatch_float_input(c10::ScalarType t, Body&& body) {
   }
 }
 
+// The type dispatch of a compressing kernel: calls body(In{}, Out{}, sm80, fp8) with sm80 a
+// std::bool_constant and fp8 the Fp8Kind constant of dispatch_value_type, for every input
+// dtype × value dtype × layout except SM80 with FP8 values (the plans reject that pair, so
+// no kernel is instantiated for it).
+template <typename Body>
+void dispatch_compress(c10::ScalarType in, c10::ScalarType out, Layout layout, Body&& body) {
+  dispatch_float_input(in, [&](auto in_tag) {
+    dispatch_value_type(out, [&](auto out_tag, auto fp8) {
+      with_layout(layout, [&](auto sm80) {
+        if constexpr (!(std::remove_cvref_t<decltype(sm80)>::value && std::remove_cvref_t<decltype(fp8)>::value != 0))
+          body(in_tag, out_tag, sm80, fp8);
+      });
+    });
+  });
+}
+
 bool is_fp8(c10::ScalarType t);
 
 // dtype ∈ allowed, contiguous, on `device` if given.

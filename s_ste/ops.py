@@ -123,6 +123,14 @@ def _meta_numel(layout: str, rows: int, K: int, value_dtype: torch.dtype) -> int
     return s_ste_cuda.sm90_meta_bytes(rows, K, 8 * value_dtype.itemsize)
 
 
+def _compressed_fake(like: torch.Tensor, rows: int, K: int, layout: str, dtype: torch.dtype):
+    """(values [rows, K/2], meta) of a compressed operand, as the kernels allocate them."""
+    values = like.new_empty((rows, K // 2), dtype=dtype)
+    if layout == "sm80":
+        return values, like.new_empty((rows, K // 16), dtype=torch.int16)
+    return values, like.new_empty((_meta_numel(layout, rows, K, dtype),), dtype=torch.uint8)
+
+
 def _layout_check(op: str, layout: str) -> None:
     torch._check(layout in LAYOUTS, lambda: f'{op}: layout must be "sm80" or "sm90", got "{layout}"')
 
@@ -155,13 +163,7 @@ def _prune_and_compress_fake(w, scale, layout="sm80", out_dtype=None):
     _layout_check("prune_and_compress", layout)
     torch._check(w.dim() == 2, lambda: f"prune_and_compress: w must be 2-D, got {tuple(w.shape)}")
     rows, K = w.shape
-    dtype = out_dtype if out_dtype is not None else w.dtype
-    values = w.new_empty((rows, K // 2), dtype=dtype)
-    if layout == "sm80":
-        meta = w.new_empty((rows, K // 16), dtype=torch.int16)
-    else:
-        meta = w.new_empty((_meta_numel(layout, rows, K, dtype),), dtype=torch.uint8)
-    return values, meta
+    return _compressed_fake(w, rows, K, layout, out_dtype if out_dtype is not None else w.dtype)
 
 
 @torch.library.register_fake("s_ste::decompress")
@@ -200,12 +202,7 @@ def _mvue_24_t_compress_fake(g, seed, offset=0, layout="sm90", out_dtype=None, s
     _layout_check("mvue_24_t_compress", layout)
     torch._check(g.dim() == 2, lambda: f"mvue_24_t_compress: g must be 2-D [tokens, out_features], got {tuple(g.shape)}")
     tokens, n = g.shape
-    dtype = out_dtype if out_dtype is not None else g.dtype
-    values = g.new_empty((n, tokens // 2), dtype=dtype)
-    if layout == "sm80":
-        meta = g.new_empty((n, tokens // 16), dtype=torch.int16)
-    else:
-        meta = g.new_empty((_meta_numel(layout, n, tokens, dtype),), dtype=torch.uint8)
+    values, meta = _compressed_fake(g, n, tokens, layout, out_dtype if out_dtype is not None else g.dtype)
     return values, meta, g.new_empty((), dtype=torch.float32)
 
 

@@ -40,20 +40,15 @@ std::tuple<at::Tensor, at::Tensor> prune_and_compress_cpu(const at::Tensor& w_in
                                                           std::optional<c10::ScalarType> out_dtype) {
   CompressPlan p = plan_compress(w_in, scale, layout, out_dtype);
   const float beta = p.scale.item<float>();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.w.scalar_type(), "compress_in", [&] {
-    using In = scalar_t;
-    dispatch_value_type(p.values.scalar_type(), [&](auto out_tag, auto fp8) {
-      using Out = decltype(out_tag);
-      with_layout(p.layout, [&](auto sm80) {
-        constexpr bool kSm80 = decltype(sm80)::value;
-        const In* w = p.w.data_ptr<In>();
-        Out* values = static_cast<Out*>(p.values.data_ptr());
-        void* meta = p.meta.data_ptr();
-        at::parallel_for(0, p.rows * p.K / kUnitCols<kSm80>, kGrain / 4, [&](int64_t b, int64_t e) {
-          for (int64_t u = b; u < e; ++u)
-            compress_unit<kSm80, decltype(fp8)::value>(w, values, meta, p.rows, p.K, u, beta);
-        });
-      });
+  dispatch_compress(p.w.scalar_type(), p.values.scalar_type(), p.layout, [&](auto in_tag, auto out_tag, auto sm80, auto fp8) {
+    using In = decltype(in_tag);
+    using Out = decltype(out_tag);
+    constexpr bool kSm80 = decltype(sm80)::value;
+    const In* w = p.w.data_ptr<In>();
+    Out* values = static_cast<Out*>(p.values.data_ptr());
+    void* meta = p.meta.data_ptr();
+    at::parallel_for(0, p.rows * p.K / kUnitCols<kSm80>, kGrain / 4, [&](int64_t b, int64_t e) {
+      for (int64_t u = b; u < e; ++u) compress_unit<kSm80, decltype(fp8)::value>(w, values, meta, p.rows, p.K, u, beta);
     });
   });
   return {p.values, p.meta};

@@ -73,21 +73,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mvue_24_t_compress_cuda(
   const int sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
   const unsigned blocks = unsigned(std::max<int64_t>(1, std::min<int64_t>(tiles, int64_t(sms) * 4)));
   auto stream = at::cuda::getCurrentCUDAStream();
-  dispatch_float_input(p.g.scalar_type(), [&](auto in_tag) {
+  dispatch_compress(p.g.scalar_type(), p.values.scalar_type(), p.layout, [&](auto in_tag, auto out_tag, auto sm80, auto fp8) {
     using In = decltype(in_tag);
-    dispatch_value_type(p.values.scalar_type(), [&](auto out_tag, auto fp8) {
-      using Out = decltype(out_tag);
-      with_layout(p.layout, [&](auto sm80) {
-        constexpr bool kSm80 = decltype(sm80)::value;
-        constexpr int kFp8 = decltype(fp8)::value;
-        if constexpr (!(kSm80 && kFp8 != kNotFp8)) {  // SM80 holds 16-bit values only
-          mvue_compress_kernel<kSm80, kFp8, In, Out><<<blocks, kThreads, 0, stream>>>(
-              p.g.data_ptr<In>(), p.scale.data_ptr<float>(), static_cast<Out*>(p.values.data_ptr()),
-              p.meta.data_ptr(), p.amax.data_ptr<float>(), p.T, p.N, p.seed, p.offset);
-          C10_CUDA_KERNEL_LAUNCH_CHECK();
-        }
-      });
-    });
+    using Out = decltype(out_tag);
+    mvue_compress_kernel<decltype(sm80)::value, decltype(fp8)::value, In, Out><<<blocks, kThreads, 0, stream>>>(
+        p.g.data_ptr<In>(), p.scale.data_ptr<float>(), static_cast<Out*>(p.values.data_ptr()), p.meta.data_ptr(),
+        p.amax.data_ptr<float>(), p.T, p.N, p.seed, p.offset);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {p.values, p.meta, p.amax};
 }

@@ -85,22 +85,13 @@ std::tuple<at::Tensor, at::Tensor> prune_and_compress_cuda(const at::Tensor& w_i
                     p.w.sizes(), " exceeds the launch grid (K must be at most ", 65535 * kPruneTileCols, ")");
   const dim3 grid{unsigned(row_tiles), unsigned(col_tiles)};
   auto stream = at::cuda::getCurrentCUDAStream();
-  dispatch_float_input(w.scalar_type(), [&](auto in_tag) {
+  dispatch_compress(w.scalar_type(), p.values.scalar_type(), p.layout, [&](auto in_tag, auto out_tag, auto sm80, auto fp8) {
     using In = decltype(in_tag);
-    dispatch_value_type(p.values.scalar_type(), [&](auto out_tag, auto fp8) {
-      using Out = decltype(out_tag);
-      with_layout(p.layout, [&](auto sm80) {
-        constexpr bool kSm80 = decltype(sm80)::value;
-        constexpr int kFp8 = decltype(fp8)::value;
-        // SM80 holds 16-bit values only (plan_compress rejects FP8 there): no such kernel.
-        if constexpr (!(kSm80 && kFp8 != kNotFp8)) {
-          prune_compress_kernel<kSm80, kFp8, In, Out><<<grid, kPruneThreads, 0, stream>>>(
-              w.data_ptr<In>(), p.scale.data_ptr<float>(), static_cast<Out*>(p.values.data_ptr()), p.meta.data_ptr(),
-              p.rows, p.K);
-          C10_CUDA_KERNEL_LAUNCH_CHECK();
-        }
-      });
-    });
+    using Out = decltype(out_tag);
+    prune_compress_kernel<decltype(sm80)::value, decltype(fp8)::value, In, Out><<<grid, kPruneThreads, 0, stream>>>(
+        w.data_ptr<In>(), p.scale.data_ptr<float>(), static_cast<Out*>(p.values.data_ptr()), p.meta.data_ptr(), p.rows,
+        p.K);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {p.values, p.meta};
 }
