@@ -227,6 +227,7 @@ def attach_ncu(csv_path: str) -> None:
     for key, m in seen.items():
         md += f"| `{key}` | {m.get('dram__throughput.avg.pct_of_peak_sustained_elapsed', '?')} | " \
               f"{m.get('gpu__time_duration.sum', '?')} |\n"
+    os.makedirs(common.RESULTS, exist_ok=True)
     with open(os.path.join(common.RESULTS, "prune.md"), "a") as f:
         f.write(md)
     print(md)

@@ -72,7 +72,7 @@ if has bench; then
     run_step "ncu (fused kernels)" 90 "$out/ncu.log" bash -c "ncu --clock-control none --metrics \
 gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed --csv \
 python bench/bench_prune.py --profile > '$out/ncu_prune.csv'" &&
-      python bench/bench_prune.py --attach-ncu "$out/ncu_prune.csv" >>"$out/ncu.log" 2>&1
+      run_step "ncu summary -> prune.md" 30 "$out/ncu.log" python bench/bench_prune.py --attach-ncu "$out/ncu_prune.csv"
   fi
 fi
 if has pretrain; then
