@@ -145,15 +145,19 @@ class SparseLinear(nn.Linear):
     @torch.no_grad()
     def reset_scale(self) -> None:
         """(Re)compute β from the current weight and freeze it."""
-        self.scale.copy_(ops.scale_factor(self.weight.detach().contiguous()))
+        self.scale.copy_(ops.scale_factor(self._weight_oi().detach().contiguous()))
         self.scale_ready.fill_(True)
         self._scale_ready = True
 
+    def _weight_oi(self) -> torch.Tensor:
+        """The weight as [out_features, in_features], 2:4 groups along its rows (SparseConv1D stores it [in, out])."""
+        return self.weight
+
     def sparse_weight(self) -> torch.Tensor:
-        """ŵ, differentiable with respect to ``weight`` through the recipe's straight-through rule."""
+        """ŵ [out, in], differentiable with respect to ``weight`` through the recipe's straight-through rule."""
         if self.recipe == "dense":
-            return self.weight
-        return sparse_weight(self.weight, self.scale, self.recipe, float(self.decay))[0]
+            return self._weight_oi()
+        return sparse_weight(self._weight_oi(), self.scale, self.recipe, float(self.decay))[0]
 
     def _apply(self, fn, recurse=True):
         # β and the FP8 amaxes are float32 (the ops take them so): keep them so through .half(),
@@ -206,7 +210,7 @@ class SparseLinear(nn.Linear):
         if not compiling and self._cache is not None and key == self._cache_key:
             return self._cache
         with torch.no_grad(), nvtx("prune_and_compress"):
-            w = w.detach().contiguous()
+            w = self._weight_oi().detach().contiguous()
             if self.recipe == "s-ste":
                 src, beta = w, self.scale
             else:  # STE / SR-STE: compressing the hard-pruned weight is exact (its dropped values are 0)
@@ -258,7 +262,7 @@ class SparseLinear(nn.Linear):
             bias = bias.to(dtype)
         pad_to = 64 if layout == "sm80" else 32  # the weight-gradient GEMM's K alignment (tokens)
         decay = float(self.decay) if self.recipe == "sr-ste" else 0.0
-        y, _, amax_x = fast_linear(x2, self.weight, c.values, c.meta, c.w_dgrad, bias, rng, scales, amax, layout,
+        y, _, amax_x = fast_linear(x2, self._weight_oi(), c.values, c.meta, c.w_dgrad, bias, rng, scales, amax, layout,
                                    pad_to, self.mvue and self.training, need_wgrad, first_grad, decay)
         if self.fp8:
             with torch.no_grad():
