@@ -2,7 +2,11 @@
 
 `pip install -e . --no-build-isolation` or `python setup.py develop`. Environment:
   TORCH_CUDA_ARCH_LIST  architectures to build (default "8.0;9.0a"; the "a" enables the
-                        SM90 wgmma/TMA instructions CUTLASS 3.x kernels need)
+                        SM90 wgmma/TMA instructions CUTLASS 3.x kernels need; plain 9.0 and
+                        "+PTX" below 9.0a are refused: third_party/build_config.py)
+  S_STE_GEMM_ARCHIVE    a prebuilt libs_ste_gemm.a (third_party/build_gemm_archive.py) to link
+                        instead of compiling the CUTLASS GEMMs; "0" compiles them. Unset: the
+                        archive in build/gemm-archive/ if it fits this checkout, else compile.
   S_STE_CPU_ONLY=1      skip the CUDA sources even when nvcc is present
   MAX_JOBS              parallel compile jobs (ninja)
 """
@@ -14,6 +18,8 @@ from setuptools import setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(ROOT, "third_party"))
+import gemm_archive  # noqa: E402
+from build_config import DEFAULT_ARCH_LIST, ArchListError, check_arch_list  # noqa: E402
 from locate_cuda import find_cuda_home, pip_cuda_include_dirs  # noqa: E402
 from locate_cutlass import cutlass_include_dirs  # noqa: E402
 
@@ -22,14 +28,13 @@ cuda_home = None if os.environ.get("S_STE_CPU_ONLY") == "1" else find_cuda_home(
 if cuda_home:
     # cpp_extension reads CUDA_HOME when it is imported.
     os.environ["CUDA_HOME"] = cuda_home
-    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0a")
-    # CUTLASS's SM90 kernels compiled for plain sm_90 contain no GEMM (they print an error and
-    # return, leaving the output unwritten): Hopper must be built as 9.0a.
-    archs = os.environ["TORCH_CUDA_ARCH_LIST"].replace(";", " ").split()
-    if any(a.split("+")[0] == "9.0" for a in archs):
-        sys.exit(f"s-ste: TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']!r} builds Hopper as 9.0; "
-                 "use 9.0a (the SM90 sparse GEMMs need the arch-specific wgmma/TMA instructions)")
+    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_ARCH_LIST)
+    try:
+        check_arch_list(os.environ["TORCH_CUDA_ARCH_LIST"])
+    except ArchListError as e:
+        sys.exit(f"s-ste: {e}")
 
+import torch  # noqa: E402
 from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
 
@@ -38,23 +43,32 @@ def rel(paths):
 
 
 host_sources = rel(glob.glob(os.path.join(ROOT, "csrc", "*.cpp")) + glob.glob(os.path.join(ROOT, "csrc", "cpu", "*.cpp")))
-# CUDA-only sources: element-wise kernels, the sparse_linear GEMM dispatch, and the CUTLASS
-# GEMM instantiations (one per .cu, no torch headers) with their registry.
-cuda_sources = rel(
-    glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cu"))
-    + glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cpp"))
-    + glob.glob(os.path.join(ROOT, "csrc", "gemm", "*.cu"))
-    + glob.glob(os.path.join(ROOT, "csrc", "gemm", "*.cpp"))
-)
+# CUDA-only sources: element-wise kernels and the sparse_linear GEMM dispatch (the bindings),
+# then the CUTLASS GEMM instantiations (one per .cu, no torch headers) with their registry,
+# unless a prebuilt archive of those is linked.
+binding_sources = rel(glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cu")) + glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cpp")))
+gemm_sources = rel(glob.glob(os.path.join(ROOT, "csrc", "gemm", "*.cu")) + glob.glob(os.path.join(ROOT, "csrc", "gemm", "*.cpp")))
 include_dirs = [os.path.join(ROOT, "csrc", "include")]
 cxx_flags = ["-O3", "-std=c++20", "-ffp-contract=off"]
 
 if cuda_home:
+    try:
+        archive, note = gemm_archive.resolve(ROOT, os.environ, torch.version.cuda, torch._C._GLIBCXX_USE_CXX11_ABI)
+    except ValueError as e:
+        sys.exit(f"s-ste: {e}")
+    print(f"s-ste: {note}", file=sys.stderr)
+    try:
+        cutlass_dirs = cutlass_include_dirs()
+    except RuntimeError:
+        if not archive:
+            raise
+        cutlass_dirs = []  # the bindings include no CUTLASS header: the archive needs none
     extension = CUDAExtension(
         "s_ste_cuda",
-        host_sources + cuda_sources,
-        include_dirs=include_dirs + cutlass_include_dirs() + pip_cuda_include_dirs(),
+        host_sources + binding_sources + ([] if archive else gemm_sources),
+        include_dirs=include_dirs + cutlass_dirs + pip_cuda_include_dirs(),
         define_macros=[("S_STE_WITH_CUDA", "1")],
+        extra_objects=[archive] if archive else [],
         extra_compile_args={
             "cxx": cxx_flags,
             "nvcc": ["-O3", "-DNDEBUG", "-std=c++20", "--expt-relaxed-constexpr", "-lineinfo"],
