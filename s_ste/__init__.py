@@ -4,9 +4,10 @@ Ops (CPU and CUDA kernels in the `s_ste_cuda` extension, exact definitions in
 docs/numerics.md; the same names in `s_ste.reference`, the pure-PyTorch oracle):
 soft_threshold_24, hard_threshold_24, scale_factor, prune_and_compress, decompress,
 mvue_24, quantize_fp8, sparse_linear. Layers: `s_ste.nn.SparseLinear`, `sparsify`,
-`to_inference`. Importing the package does not initialise CUDA.
+`to_inference`; `s_ste.hf` (Hugging Face: GPT-2's Conv1D, `include="ffn"`, resume with
+`s_ste.hf.from_pretrained`). Importing the package does not initialise CUDA nor import transformers.
 """
-from . import reference
+from . import hf, reference
 from .nn import SparseLinear
 from .ops import (
     LAYOUTS,
@@ -30,6 +31,7 @@ __all__ = [
     "built_with_cuda",
     "decompress",
     "hard_threshold_24",
+    "hf",
     "mvue_24",
     "mvue_24_t_compress",
     "prune_and_compress",

@@ -1,14 +1,15 @@
-"""One-call swaps: `sparsify` (nn.Linear -> SparseLinear) and `to_inference` (-> final 2:4 weights)."""
+"""One-call swaps: `sparsify` (nn.Linear / HF Conv1D -> SparseLinear) and `to_inference` (-> final 2:4 weights)."""
 from __future__ import annotations
 
 import copy
 import fnmatch
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
 
+from . import hf
 from .nn import SparseLinear
 
 # The weight shapes [out_features, in_features] both compressed layouts accept: K % 32 (SM80
@@ -18,22 +19,102 @@ from .nn import SparseLinear
 K_MULTIPLE = 32
 N_MULTIPLE = 32
 
+# include="ffn" (or "ffn" among the include patterns): the FFN linears of every family in hf.FFN_SUFFIXES.
+FFN = "ffn"
+
 
 def _matches(name: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
-def _parent(model: nn.Module, name: str) -> tuple[nn.Module, str]:
-    parent_name, _, child = name.rpartition(".")
-    return (model.get_submodule(parent_name) if parent_name else model), child
+def _patterns(patterns: str | Iterable[str] | None) -> tuple[str, ...] | None:
+    # A lone string is one pattern, not a sequence of one-letter patterns.
+    return None if patterns is None else ((patterns,) if isinstance(patterns, str) else tuple(patterns))
+
+
+def _selector(include: str | Iterable[str] | None, skip: str | Iterable[str]) -> Callable[[str], bool]:
+    include, skip = _patterns(include), _patterns(skip)
+    ffn = include is not None and FFN in include
+    globs = tuple(p for p in include if p != FFN) if include is not None else None
+
+    def selected(name: str) -> bool:
+        if _matches(name, skip):
+            return False
+        return globs is None or _matches(name, globs) or (ffn and hf.is_ffn(name))
+
+    return selected
+
+
+def _features(module: nn.Module) -> tuple[int, int, bool] | None:
+    """(in_features, out_features, is_conv1d) of a module sparsify can swap, else None."""
+    if type(module) is nn.Linear:
+        return module.in_features, module.out_features, False
+    conv1d = hf.conv1d_class()
+    if conv1d is not None and type(module) is conv1d:
+        return module.weight.shape[0], module.weight.shape[1], True
+    return None
+
+
+def _sparse_layer(module: nn.Module, name: str, features: tuple[int, int, bool], seed: int,
+                  options: dict) -> SparseLinear:
+    in_features, out_features, conv1d = features
+    cls = hf.SparseConv1D if conv1d else SparseLinear
+    layer = cls(in_features, out_features, bias=module.bias is not None, seed=seed, device=module.weight.device,
+                dtype=module.weight.dtype, name=name, **options)
+    layer.weight = module.weight  # shared: the optimizer, tied weights and checkpoints see the same tensor
+    if module.bias is not None:
+        layer.bias = module.bias
+    return layer
+
+
+def _replace(model: nn.Module, new: dict[int, nn.Module]) -> nn.Module:
+    """Put new[id(m)] in every place m is registered (a shared module is replaced everywhere, by one module)."""
+    if id(model) in new:
+        return new[id(model)]
+    places = [(parent, child_name, new[id(child)]) for parent in model.modules()
+              for child_name, child in parent._modules.items() if child is not None and id(child) in new]
+    for parent, child_name, module in places:
+        setattr(parent, child_name, module)
+    return model
+
+
+def _swap(model: nn.Module, selected: Callable[[str], bool], seed: int, options: dict) -> tuple[nn.Module, list[str]]:
+    new, names = {}, []
+    # Deduplicated: a module shared by two parents is met (and swapped) once, under its first name;
+    # the index gives each layer its MVUE seed.
+    for index, (name, module) in enumerate(list(model.named_modules())):
+        features = _features(module)
+        if features is None or not selected(name):
+            continue
+        in_features, out_features, _ = features
+        if in_features % K_MULTIPLE or out_features % N_MULTIPLE:
+            warnings.warn(
+                f"sparsify: {name or type(module).__name__} ({in_features} -> {out_features}) stays dense: 2:4 "
+                f"kernels need in_features % {K_MULTIPLE} == 0 and out_features % {N_MULTIPLE} == 0",
+                stacklevel=3,
+            )
+            continue
+        new[id(module)] = _sparse_layer(module, name, features, seed + index, options)
+        names.append(name)
+    return _replace(model, new), names
+
+
+def _record(model: nn.Module, options: dict, seed: int, names: list[str]) -> None:
+    """Append this call to the HF config's s_ste entry (config.json), for s_ste.hf.from_pretrained."""
+    config = getattr(model, "config", None)
+    if not names or not hasattr(config, "to_json_string"):  # not a transformers model
+        return
+    record = getattr(config, hf.CONFIG_KEY, None) or {"format": hf.RECORD_FORMAT, "calls": []}
+    record["calls"].append({**options, "seed": seed, "modules": names})
+    setattr(config, hf.CONFIG_KEY, record)
 
 
 def sparsify(
     model: nn.Module,
     recipe: str = "s-ste",
     fp8: bool = False,
-    skip: Iterable[str] = (),
-    include: Iterable[str] | None = None,
+    skip: str | Iterable[str] = (),
+    include: str | Iterable[str] | None = None,
     mvue: bool = True,
     decay: float = 2e-4,
     seed: int = 0,
@@ -41,44 +122,49 @@ def sparsify(
     layout: str | None = None,
     amax_history_len: int = 16,
 ) -> nn.Module:
-    """Swap every eligible ``nn.Linear`` of ``model`` for a :class:`SparseLinear`, in place.
+    """Swap every eligible ``nn.Linear`` (and HF ``Conv1D``) of ``model`` for a :class:`SparseLinear`, in place.
 
-    ``include``/``skip`` are fnmatch patterns on the module names (``model.named_modules()``):
-    a linear is swapped when it matches some ``include`` pattern (all do when ``include`` is
-    None) and no ``skip`` pattern. Linears whose shape the 2:4 kernels cannot take stay
-    dense, with a warning naming them. The swapped layers share the original parameters and
-    are named after their module path (in warnings). ``fast``, ``layout`` and
-    ``amax_history_len`` go to every :class:`SparseLinear`. Returns ``model``.
+    ``include``/``skip`` are fnmatch patterns (a string or a list of them) on the module names
+    (``model.named_modules()``): a layer is swapped when it matches some ``include`` pattern (all
+    do when ``include`` is None) and no ``skip`` pattern. The pattern ``"ffn"`` stands for the FFN
+    linears of the known families (``s_ste.hf.FFN_SUFFIXES``: GPT-2, Llama/Qwen/Mistral, BERT, ViT,
+    GPT-NeoX). Layers whose shape the 2:4 kernels cannot take stay dense, with a warning naming them.
+    A ``transformers`` Conv1D (GPT-2) becomes a :class:`s_ste.hf.SparseConv1D`, whose weight keeps
+    Conv1D's ``[in, out]`` shape. The swapped layers share the original parameters, are named after
+    their module path (in warnings), and replace the module wherever it is registered (a layer
+    shared by two parents stays shared). ``fast``, ``layout`` and ``amax_history_len`` go to every
+    :class:`SparseLinear`. On a ``transformers`` model the call is recorded in ``model.config``
+    (so ``save_pretrained`` writes it and :func:`s_ste.hf.from_pretrained` replays it).
+
+    Returns ``model``, or the new layer when ``model`` itself is a linear layer.
     """
-    skip, include = tuple(skip), (tuple(include) if include is not None else None)
-    swapped = 0
-    for index, (name, module) in enumerate(list(model.named_modules())):
-        if type(module) is not nn.Linear or _matches(name, skip):
-            continue
-        if include is not None and not _matches(name, include):
-            continue
-        if module.in_features % K_MULTIPLE or module.out_features % N_MULTIPLE:
-            warnings.warn(
-                f"sparsify: {name} ({module.in_features} -> {module.out_features}) stays dense: 2:4 kernels "
-                f"need in_features % {K_MULTIPLE} == 0 and out_features % {N_MULTIPLE} == 0",
-                stacklevel=2,
-            )
-            continue
-        layer = SparseLinear(
-            module.in_features, module.out_features, bias=module.bias is not None, recipe=recipe,
-            mvue=mvue, fp8=fp8, decay=decay, seed=seed + index,
-            device=module.weight.device, dtype=module.weight.dtype,
-            fast=fast, layout=layout, amax_history_len=amax_history_len, name=name,
-        )
-        layer.weight = module.weight
-        if module.bias is not None:
-            layer.bias = module.bias
-        parent, child = _parent(model, name)
-        setattr(parent, child, layer)
-        swapped += 1
-    if swapped == 0:
-        warnings.warn("sparsify: no nn.Linear was swapped (check include/skip patterns)", stacklevel=2)
+    options = dict(recipe=recipe, mvue=mvue, fp8=fp8, decay=decay, fast=fast, layout=layout,
+                   amax_history_len=amax_history_len)
+    result, names = _swap(model, _selector(include, skip), seed, options)
+    if not names:
+        warnings.warn(f"sparsify: no nn.Linear or Conv1D was swapped (include={include!r}, skip={skip!r})",
+                      stacklevel=2)
+    _record(result, options, seed, names)
+    return result
+
+
+def apply_record(model: nn.Module, record: dict, overrides: dict) -> nn.Module:
+    """Replay the sparsify calls of a config's s_ste entry on `model` (the same modules, options and seeds)."""
+    if record.get("format") != hf.RECORD_FORMAT:
+        raise ValueError(f"s_ste: sparsify record format {record.get('format')!r} is not {hf.RECORD_FORMAT}")
+    for call in record["calls"]:
+        call = {**call, **overrides}
+        modules, seed = call.pop("modules"), call.pop("seed")
+        wanted = set(modules)
+        _, names = _swap(model, wanted.__contains__, seed, call)
+        if set(names) != wanted:
+            raise ValueError(f"s_ste: the recorded sparse layers {sorted(wanted - set(names))} are not swappable "
+                             "linears of this model")
+        _record(model, call, seed, names)
     return model
+
+
+# ---- inference export ----
 
 
 def _semi_structured(weight: torch.Tensor) -> torch.Tensor | None:
@@ -88,17 +174,19 @@ def _semi_structured(weight: torch.Tensor) -> torch.Tensor | None:
     try:
         return torch.sparse.to_sparse_semi_structured(weight)
     except (RuntimeError, ValueError, NotImplementedError) as err:
-        warnings.warn(f"to_inference: torch's 2:4 format unavailable ({err}); keeping dense 2:4 weights", stacklevel=3)
+        warnings.warn(f"to_inference: torch's 2:4 format unavailable ({err}); keeping dense 2:4 weights", stacklevel=4)
         return None
 
 
-def _inference_linear(module: SparseLinear, semi_structured: bool) -> nn.Linear:
-    """A plain nn.Linear holding the layer's final ŵ."""
-    linear = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None,
-                       device=module.weight.device, dtype=module.weight.dtype)
+def _inference_module(module: SparseLinear, semi_structured: bool) -> nn.Module:
+    """A plain nn.Linear (HF Conv1D for a SparseConv1D) holding the layer's final ŵ."""
     if module.recipe == "s-ste" and not module._scale_ready:
         module.reset_scale()
     w_hat = module.sparse_weight().detach().clone()
+    if isinstance(module, hf.SparseConv1D):  # torch's 2:4 form is for x·Wᵀ: Conv1D's x·W stays dense
+        return hf.inference_conv1d(module, w_hat)
+    linear = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None,
+                       device=module.weight.device, dtype=module.weight.dtype)
     # A "dense" recipe layer is not 2:4: torch's converter would silently prune it.
     sparse = _semi_structured(w_hat) if semi_structured and module.recipe != "dense" else None
     linear.weight = nn.Parameter(sparse if sparse is not None else w_hat, requires_grad=False)
@@ -108,18 +196,22 @@ def _inference_linear(module: SparseLinear, semi_structured: bool) -> nn.Linear:
 
 
 @torch.no_grad()
-def to_inference(model: nn.Module, semi_structured: bool = True) -> nn.Module:
-    """A copy of ``model`` whose SparseLinear layers are plain ``nn.Linear`` holding ŵ.
+def to_inference(model: nn.Module, semi_structured: bool | None = None) -> nn.Module:
+    """A copy of ``model`` whose SparseLinear layers are plain ``nn.Linear`` (HF ``Conv1D``) holding ŵ.
 
-    ŵ is the layer's final 2:4 weight (β·S(w) for S-STE, the masked weight for STE/SR-STE),
-    stored in torch's ``SparseSemiStructuredTensor`` form where the running torch and device
-    support it (CUDA, fp16/bf16), else as a dense tensor with the zeros in place.
+    ŵ is the layer's final 2:4 weight (β·S(w) for S-STE, the masked weight for STE/SR-STE). With
+    ``semi_structured`` (default: True, except on ``transformers`` models, whose ``save_pretrained``
+    stores plain tensors only) an ``nn.Linear``'s ŵ is stored in torch's ``SparseSemiStructuredTensor``
+    form where the running torch and device support it (CUDA, fp16/bf16), else as a dense tensor
+    with the zeros in place. A transformers model comes back without the ``s_ste`` config entry:
+    its ``save_pretrained`` output loads in a plain ``transformers`` install.
     """
     model = copy.deepcopy(model)
-    if isinstance(model, SparseLinear):
-        return _inference_linear(model, semi_structured)
-    for name, module in list(model.named_modules()):
-        if isinstance(module, SparseLinear):
-            parent, child = _parent(model, name)
-            setattr(parent, child, _inference_linear(module, semi_structured))
+    if semi_structured is None:
+        semi_structured = not hasattr(getattr(model, "config", None), "to_json_string")
+    new = {id(m): _inference_module(m, semi_structured) for m in model.modules() if isinstance(m, SparseLinear)}
+    model = _replace(model, new)
+    config = getattr(model, "config", None)
+    if hasattr(config, "to_json_string") and hasattr(config, hf.CONFIG_KEY):
+        delattr(config, hf.CONFIG_KEY)
     return model
