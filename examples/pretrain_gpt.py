@@ -15,6 +15,8 @@ after initialisation (`reset_scale`) and frozen.
     python examples/pretrain_gpt.py                  # the H100 comparison (~5 min for all five)
     python examples/pretrain_gpt.py --tiny           # CPU smoke run (~1 min), results in a temp dir
     torchrun --nproc-per-node 8 examples/pretrain_gpt.py   # DDP: the same global batch split over ranks
+    python examples/pretrain_gpt.py --seeds 5 --name pretrain_cpu ...   # mean ± se over 5 seeds per recipe
+    python examples/pretrain_gpt.py --hf gpt2 --tiny # transformers' GPT2LMHeadModel (or llama) of the same size
 
 Reports, per recipe: final validation loss and bits per byte, the mask flip rate of the sparse
 weights (the fraction of all their 2:4 mask bits that changed at an optimizer step; averaged
@@ -22,18 +24,30 @@ over training, and its curve), and wall time per step (CUDA-synchronised, evalua
 Writes <results-dir>/pretrain.md, pretrain.json (rows: recipe, steps, final_val_loss,
 bits_per_byte, flip_rate, ms_per_step, tokens_per_s, device, commit, ...), pretrain_curves.json
 and pretrain.png (needs matplotlib; skipped with a message without it). Default results dir:
-bench/results (a temp dir with --tiny).
+bench/results (a temp dir with --tiny). `--name` changes the file stem.
+
+With `--seeds N` every recipe trains under seeds --seed .. --seed+N-1 (initial weights, data
+order and MVUE draws; the train/validation split stays that of --seed) and the files hold the
+mean ± standard error of the final validation loss per recipe, the paired differences to dense
+and to ste, every run's row, its per-layer β (frozen at init, against the least-squares β of
+the trained weight) and its flip rates per step and per evaluation interval
+(examples/seed_stats.py: the summary and the plot with error bars). `--no-mvue` is the ablation
+without MVUE; `--hf gpt2|llama` trains GPT2LMHeadModel / LlamaForCausalLM from a config built
+here (nothing downloaded), sparsified by `s_ste.sparsify(..., include="ffn")`.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import glob
 import io
 import json
 import math
 import os
+import platform
 import random
+import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -49,6 +63,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 import common  # noqa: E402  (bench/common.py: results files naming device, versions, commit)
+import seed_stats  # noqa: E402  (examples/seed_stats.py: --seeds summaries)
 
 import s_ste  # noqa: E402
 
@@ -137,22 +152,70 @@ class GPT(nn.Module):
         return F.linear(self.ln_f(x), self.wte.weight)  # tied head: dense
 
     def loss(self, idx, targets):
-        logits = self(idx)
-        return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1))
+        return lm_loss(self(idx), targets)
 
 
-def build_model(cfg: GPTConfig, recipe: str, seed: int, device, all_linears: bool = False) -> nn.Module:
-    """The GPT with `recipe`'s sparse layers; the same initial weights for every recipe."""
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+class HFCausalLM(nn.Module):
+    """A Hugging Face causal LM (`hf`) behind the GPT's interface: forward(idx) -> logits."""
+
+    def __init__(self, hf: nn.Module):
+        super().__init__()
+        self.hf = hf
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.hf(input_ids=idx, use_cache=False).logits
+
+    def loss(self, idx, targets):
+        return lm_loss(self(idx), targets)
+
+
+def hf_model(cfg: GPTConfig, family: str) -> nn.Module:
+    """GPT2LMHeadModel / LlamaForCausalLM of the GPT's size, from a config built here (nothing downloaded).
+
+    No dropout (as the GPT), head tied to the byte embedding, the library's own initialisation.
+    Llama's SwiGLU FFN has three matrices: its width is 8·d/3 (rounded to 64) so that the FFN
+    holds as many weights as the GPT's two 4·d matrices.
+    """
+    try:
+        import transformers
+    except ImportError as err:
+        raise SystemExit(f"--hf {family} needs transformers (python -m pip install transformers): {err}")
+    if family == "gpt2":
+        conf = transformers.GPT2Config(vocab_size=cfg.vocab, n_positions=cfg.seq, n_embd=cfg.d_model,
+                                       n_layer=cfg.layers, n_head=cfg.heads, n_inner=4 * cfg.d_model,
+                                       resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True)
+        return transformers.GPT2LMHeadModel(conf)
+    if family == "llama":
+        width = 64 * max(1, round(8 * cfg.d_model / 3 / 64))
+        conf = transformers.LlamaConfig(vocab_size=cfg.vocab, hidden_size=cfg.d_model, intermediate_size=width,
+                                        num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads,
+                                        num_key_value_heads=cfg.heads, max_position_embeddings=cfg.seq,
+                                        tie_word_embeddings=True)
+        return transformers.LlamaForCausalLM(conf)
+    raise ValueError(f"hf_model: family must be 'gpt2' or 'llama', got {family!r}")
+
+
+def build_model(cfg: GPTConfig, recipe: str, seed: int, device, all_linears: bool = False, mvue: bool = True,
+                hf: str | None = None) -> nn.Module:
+    """The GPT (or the HF model class `hf`) with `recipe`'s sparse layers; the same initial weights for every recipe."""
     torch.manual_seed(seed)
-    model = GPT(cfg).to(device)
+    model = GPT(cfg) if hf is None else hf_model(cfg, hf)
+    model = model.to(device)
     sparse, fp8 = RECIPES[recipe]
     if sparse is not None:
-        s_ste.sparsify(model, recipe=sparse, fp8=fp8, include=ALL_PATTERNS if all_linears else FFN_PATTERNS,
-                       seed=seed)
+        if hf is None:
+            include, skip = (ALL_PATTERNS if all_linears else FFN_PATTERNS), ()
+        else:  # the library's per-family FFN patterns; the (tied) head stays dense either way
+            include, skip = (None if all_linears else "ffn"), ("lm_head",)
+        s_ste.sparsify(model, recipe=sparse, fp8=fp8, include=include, skip=skip, mvue=mvue, seed=seed)
         for m in sparse_layers(model):
             if m.recipe == "s-ste":
                 m.reset_scale()  # β once, after initialisation, then frozen
-    return model
+    return model if hf is None else HFCausalLM(model)
 
 
 def sparse_layers(model: nn.Module) -> list:
@@ -205,6 +268,8 @@ class Args:
     seed: int
     all_linears: bool
     compile: bool
+    mvue: bool = True
+    hf: str | None = None
 
 
 def lr_at(step: int, a: Args) -> float:
@@ -222,17 +287,29 @@ def make_optimizer(model: nn.Module, a: Args, device) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=a.lr, betas=(0.9, 0.95), fused=device.type == "cuda")
 
 
+def grouped_weight(m: nn.Module) -> torch.Tensor:
+    """The layer's [out, in] weight, 2:4 groups along the last dim (s_ste.hf.SparseConv1D stores [in, out])."""
+    return m._weight_oi().detach()
+
+
+def layer_mask(m: nn.Module) -> torch.Tensor:
+    """The 2:4 mask the layer's recipe applies now (S-STE's soft threshold keeps the same top-2 as STE)."""
+    return s_ste.hard_threshold_24(grouped_weight(m).contiguous())[1]
+
+
 class FlipMeter:
-    """Fraction of the 2:4 mask bits of all sparse weights that changed since the last call."""
+    """Fraction of the 2:4 mask bits of all sparse weights that changed since the last call
+    (`step`: per optimizer step) and since the last `interval` call (over an evaluation interval)."""
 
     def __init__(self, layers):
         self.layers = layers
         self.total = sum(m.weight.numel() for m in layers)
         self.prev = self.masks()
+        self.anchor = self.prev
 
     def masks(self):
         with torch.no_grad():
-            return [s_ste.hard_threshold_24(m.weight.detach().contiguous())[1] for m in self.layers]
+            return [layer_mask(m) for m in self.layers]
 
     def step(self) -> torch.Tensor | None:
         if not self.layers:
@@ -241,6 +318,29 @@ class FlipMeter:
         flips = sum((a != b).sum() for a, b in zip(now, self.prev))
         self.prev = now
         return flips.float() / self.total  # a device tensor: read at the log points only
+
+    def interval(self) -> float | None:
+        if not self.layers:
+            return None
+        flips = sum((a != b).sum() for a, b in zip(self.prev, self.anchor))
+        self.anchor = self.prev
+        return (flips.float() / self.total).item()
+
+
+@torch.no_grad()
+def layer_report(layers) -> list[dict]:
+    """Per sparse layer: its β (S-STE: frozen at init), the least-squares β of the weight now
+    (<w, S(w)> / <S(w), S(w)>, what reset_scale would set), and |ŵ| / |w| with the frozen β."""
+    out = []
+    for m in layers:
+        w = grouped_weight(m).float().contiguous()
+        pruned = s_ste.soft_threshold_24(w)[0]
+        row = {"name": m.name, "beta": float(m.scale) if m.recipe == "s-ste" else None,
+               "beta_lsq": float(s_ste.scale_factor(w))}
+        if m.recipe == "s-ste":
+            row["norm_ratio"] = float((m.scale * pruned).norm() / w.norm())
+        out.append(row)
+    return out
 
 
 @torch.no_grad()
@@ -262,8 +362,9 @@ def evaluate(model, val: torch.Tensor, cfg: GPTConfig, a: Args, device, rank: in
 
 
 def train(recipe: str, cfg: GPTConfig, a: Args, train_data, val_data, device, rank: int, world: int) -> dict:
-    model = build_model(cfg, recipe, a.seed, device, a.all_linears)
+    model = build_model(cfg, recipe, a.seed, device, a.all_linears, a.mvue, a.hf)
     layers = sparse_layers(model)
+    layers_at_init = layer_report(layers)
     opt = make_optimizer(model, a, device)
     flips = FlipMeter(layers)
     net = model
@@ -278,7 +379,8 @@ def train(recipe: str, cfg: GPTConfig, a: Args, train_data, val_data, device, ra
 
     gen = torch.Generator().manual_seed(a.seed + 1)  # the same data order for every recipe
     local = a.batch // world
-    curve = {"step": [], "train_loss": [], "val_step": [], "val_loss": [], "flip_step": [], "flip_rate": []}
+    curve = {"step": [], "train_loss": [], "val_step": [], "val_loss": [], "flip_step": [], "flip_rate": [],
+             "interval_flip_rate": []}
     pending_loss, pending_flip = [], []
     # Step time: CUDA-synchronised wall clock from the end of the warm-up steps, paused for evaluation.
     warm = min(WARMUP_STEPS, a.steps - 1)
@@ -300,7 +402,7 @@ def train(recipe: str, cfg: GPTConfig, a: Args, train_data, val_data, device, ra
             group["lr"] = lr_at(step, a)
         with autocast():
             logits = net(x)  # through the DDP / compile wrappers
-        loss = F.cross_entropy(logits.float().view(-1, cfg.vocab), y.reshape(-1))
+        loss = lm_loss(logits, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -322,6 +424,9 @@ def train(recipe: str, cfg: GPTConfig, a: Args, train_data, val_data, device, ra
                 curve["flip_step"].append(s)
                 curve["flip_rate"].append(v.item())
             pending_loss, pending_flip = [], []
+            interval = flips.interval()
+            if interval is not None:
+                curve["interval_flip_rate"].append(interval)  # mask bits changed since the previous evaluation
             val = evaluate(model, val_data, cfg, a, device, rank, world, autocast)
             curve["val_step"].append(step + 1)
             curve["val_loss"].append(val)
@@ -333,12 +438,17 @@ def train(recipe: str, cfg: GPTConfig, a: Args, train_data, val_data, device, ra
     ms = 1e3 * step_time / max(1, timed_steps)
     flip_rates = curve["flip_rate"]
     return {
-        "recipe": recipe, "steps": a.steps, "final_val_loss": final, "bits_per_byte": final / math.log(2),
+        "recipe": recipe, "seed": a.seed, "mvue": a.mvue, "model": a.hf or "gpt",
+        "steps": a.steps, "final_val_loss": final, "bits_per_byte": final / math.log(2),
         "flip_rate": (sum(flip_rates) / len(flip_rates)) if flip_rates else None,
         "flip_rate_last": (sum(flip_rates[-10:]) / len(flip_rates[-10:])) if flip_rates else None,
         "ms_per_step": ms, "tokens_per_s": a.batch * cfg.seq / (ms / 1e3) if ms else None,
         "params": sum(p.numel() for p in model.parameters()), "sparse_layers": len(layers),
         "ranks": world, "curve": curve,
+        "layers": [{"name": i["name"], "beta": i["beta"], "beta_lsq_init": i["beta_lsq"],
+                    "beta_lsq_final": f["beta_lsq"], "norm_ratio_init": i.get("norm_ratio"),
+                    "norm_ratio_final": f.get("norm_ratio")}
+                   for i, f in zip(layers_at_init, layer_report(layers))],
     }
 
 
@@ -379,20 +489,29 @@ def plot(rows: list[dict], path: str) -> bool:
     return True
 
 
-def notes(rows: list[dict], cfg: GPTConfig, a: Args, files: int, n_train: int, n_val: int, png: bool) -> str:
-    by = {r["recipe"]: r["final_val_loss"] for r in rows}
-    order = " < ".join(sorted(by, key=by.get))
-    paper = "dense ≤ s-ste < sr-ste ≤ ste"
+def config_notes(rows: list[dict], cfg: GPTConfig, a: Args, files: int, n_train: int, n_val: int) -> list[str]:
+    """Model, data and optimizer paragraphs of the results files."""
     sparse_note = "FFN linears" if not a.all_linears else "all block linears"
-    lines = [
-        f"Model: {cfg.layers} layers, d_model {cfg.d_model}, {cfg.heads} heads, context {cfg.seq}, vocabulary 256 "
-        f"(bytes), tied head; {rows[0]['params'] / 1e6:.1f} M parameters. Sparse recipes: 2:4 on the {sparse_note}.",
+    model = {None: "GPT (this file)", "gpt2": "transformers GPT2LMHeadModel", "llama": "transformers LlamaForCausalLM"}
+    mvue = "MVUE on the output gradient of the weight-gradient product" if a.mvue else "no MVUE (mvue=False)"
+    return [
+        f"Model: {model[a.hf]}, {cfg.layers} layers, d_model {cfg.d_model}, {cfg.heads} heads, context {cfg.seq}, "
+        f"vocabulary 256 (bytes), tied head; {rows[0]['params']:,} parameters ({rows[0]['params'] / 1e6:.2f} M). "
+        f"Sparse recipes: 2:4 on the {sparse_note}, {mvue}.",
         f"Data: {files} stdlib .py files split by file (seed {a.seed}): {n_train / 1e6:.1f} MB train, "
         f"{n_val / 1e6:.1f} MB validation; {a.steps} steps of {a.batch} × {cfg.seq} bytes "
         f"({a.steps * a.batch * cfg.seq / 1e6:.2f} M training bytes); validation on {a.eval_batches * a.batch} "
         "fixed windows.",
         f"Optimizer: AdamW β=(0.9, 0.95), weight decay 0.1 (matrices), lr {a.lr} with {a.warmup} warm-up steps and "
         "cosine decay to lr/10, grad clip 1.0; bf16 autocast on CUDA.",
+    ]
+
+
+def notes(rows: list[dict], cfg: GPTConfig, a: Args, files: int, n_train: int, n_val: int, png: str | None) -> str:
+    by = {r["recipe"]: r["final_val_loss"] for r in rows}
+    order = " < ".join(sorted(by, key=by.get))
+    paper = "dense ≤ s-ste < sr-ste ≤ ste"
+    lines = config_notes(rows, cfg, a, files, n_train, n_val) + [
         f"Measured order of final validation loss: {order} (the paper expects {paper}).",
         "flip_rate: mean over all optimizer steps of the fraction of the sparse weights' 2:4 mask bits that "
         "changed at that step; flip_rate_last: the mean over the last 10 steps. ms_per_step: CUDA-synchronised "
@@ -400,7 +519,54 @@ def notes(rows: list[dict], cfg: GPTConfig, a: Args, files: int, n_train: int, n
         f"first {WARMUP_STEPS} steps excluded.",
     ]
     if png:
-        lines.append("\n![loss curves and flip rates](pretrain.png)")
+        lines.append(f"\n![loss curves and flip rates]({png})")
+    return "\n\n".join(lines)
+
+
+def code_commit() -> str:
+    """The commit of this checkout (+dirty with uncommitted changes to tracked files)."""
+    try:
+        git = ["git", "-C", ROOT]
+        commit = subprocess.run([*git, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True).stdout.strip()
+        return commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def machine() -> str:
+    """The CPU model, its core count and torch's thread count; the GPU if any."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {os.cpu_count()} cores visible, torch threads {torch.get_num_threads()}, {gpu}"
+
+
+def seed_notes(runs: list[dict], recipes: list[str], cfg: GPTConfig, a: Args, seeds: list[int], corpus: tuple,
+               wall_s: float, png: str | None) -> str:
+    summary = seed_stats.summarize(runs, recipes)
+    order = " < ".join(r["recipe"] for r in sorted(summary, key=lambda r: r["final_val_loss"]))
+    lines = config_notes(runs, cfg, a, *corpus) + [
+        f"Seeds: {seeds} (each seed sets the initial weights, the data order and the MVUE draws; every recipe of a "
+        f"seed starts from the same weights and sees the same batches; the train/validation split is fixed by "
+        f"--seed {a.seed}). se: standard error of the mean over seeds (sample std / √n). Δ (paired): mean over "
+        "seeds of the per-seed difference of final validation loss to dense / to ste, ± its standard error.",
+        f"Machine: {machine()}; torch {torch.__version__}; wall time of the whole run {wall_s / 60:.1f} min "
+        f"({len(runs)} training runs).",
+        f"Order of the mean final validation loss: {order} (the paper expects dense ≤ s-ste < sr-ste ≤ ste).",
+        "## Final validation loss per recipe and seed\n\n" + seed_stats.per_seed_table(runs, recipes),
+        "flip rate / step: mean over all optimizer steps (and seeds) of the fraction of the sparse weights' 2:4 mask "
+        "bits that changed at that step. ms / step: wall time per training step, evaluation and the first "
+        f"{WARMUP_STEPS} steps excluded (the machine may be shared: a rough figure).",
+    ]
+    if png:
+        lines.append(f"\n![final loss with error bars, mean curves, flip rates]({png})")
     return "\n\n".join(lines)
 
 
@@ -425,7 +591,17 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--device", default=None, help="default: cuda if available")
     p.add_argument("--results-dir", default=None, help="default bench/results (--tiny: a temp dir)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="train every recipe with seeds --seed, --seed+1, ...: mean ± standard error per recipe")
+    p.add_argument("--name", default=None,
+                   help="results file stem (default: pretrain; with --seeds > 1: pretrain_seeds)")
+    p.add_argument("--no-mvue", dest="mvue", action="store_false",
+                   help="ablation: sparse layers without MVUE on the output gradient")
+    p.add_argument("--hf", choices=["gpt2", "llama"], default=None,
+                   help="pre-train the Hugging Face model class of the same size (tiny config built here)")
     args = p.parse_args()
+    if args.seeds < 1:
+        p.error(f"--seeds must be >= 1, got {args.seeds}")
 
     if args.tiny:
         cfg = GPTConfig(layers=2, d_model=64, heads=4, seq=64)
@@ -463,18 +639,32 @@ def main() -> None:
 
     train_data, val_data, files = load_corpus(args.seed, max_files=args.max_files)
     a = Args(args.steps, args.batch, args.lr, args.warmup, args.eval_every, args.eval_batches, args.seed,
-             args.all_linears, args.compile)
+             args.all_linears, args.compile, args.mvue, args.hf)
     if rank == 0:
         print(f"corpus: {files} files, {len(train_data) / 1e6:.1f} MB train / {len(val_data) / 1e6:.1f} MB val; "
               f"device {device}, {world} rank(s)", flush=True)
+    name = args.name or ("pretrain" if args.seeds == 1 else "pretrain_seeds")
+    what = {None: "byte-level GPT", "gpt2": "HF GPT-2", "llama": "HF Llama"}[args.hf]
+    corpus = (files, len(train_data), len(val_data))
+    t_start = time.perf_counter()
+    seeds = [args.seed + i for i in range(args.seeds)]
     rows = []
-    for recipe in recipes:
-        rows.append(train(recipe, cfg, a, train_data, val_data, device, rank, world))
-        if rank == 0:  # after every recipe: a run cut short by a time limit still leaves its results
-            done = len(rows) == len(recipes)
-            title = ("S-STE pre-training comparison: byte-level GPT on the Python stdlib"
+    for seed in seeds:  # seed-major: a run cut short still holds whole seeds
+        for recipe in recipes:
+            rows.append(train(recipe, cfg, dataclasses.replace(a, seed=seed), train_data, val_data, device, rank,
+                              world))
+            if rank != 0:
+                continue
+            # After every run: a run cut short by a time limit still leaves its results.
+            done = len(rows) == len(recipes) * len(seeds)
+            title = (f"S-STE pre-training comparison: {what} on the Python stdlib"
+                     + (f", {len(seeds)} seeds" if len(seeds) > 1 else "")
                      + (" [TINY smoke run]" if args.tiny else "") + ("" if done else " [PARTIAL]"))
-            write_all(rows, title, out_dir, notes_args=(cfg, a, files, len(train_data), len(val_data)), quiet=not done)
+            if len(seeds) == 1:
+                write_all(rows, title, out_dir, name, notes_args=(cfg, a, *corpus), quiet=not done)
+            else:
+                write_seeds(rows, recipes, title, out_dir, name, cfg, a, seeds, corpus,
+                            time.perf_counter() - t_start, quiet=not done)
     if world > 1:
         dist.barrier()  # every rank done with its collectives before the group goes
         dist.destroy_process_group()
@@ -486,20 +676,46 @@ def main() -> None:
         os._exit(0)
 
 
-def write_all(rows: list[dict], title: str, out_dir: str, notes_args: tuple, quiet: bool) -> None:
-    """pretrain.md/json (common.write_results), pretrain_curves.json and pretrain.png in out_dir."""
+def write_all(rows: list[dict], title: str, out_dir: str, name: str, notes_args: tuple, quiet: bool) -> None:
+    """<name>.md/json (common.write_results), <name>_curves.json and <name>.png in out_dir (one seed)."""
     os.makedirs(out_dir, exist_ok=True)
-    png = plot(rows, os.path.join(out_dir, "pretrain.png"))
+    png = plot(rows, os.path.join(out_dir, f"{name}.png"))
     table = [{k: v for k, v in r.items() if k != "curve"} for r in rows]
-    if quiet:
-        with contextlib.redirect_stdout(io.StringIO()):
-            common.write_results("pretrain", title, COLUMNS, table, notes=notes(rows, *notes_args, png))
-    else:
-        common.write_results("pretrain", title, COLUMNS, table, notes=notes(rows, *notes_args, png))
-    with open(os.path.join(out_dir, "pretrain_curves.json"), "w") as f:
+    text = notes(rows, *notes_args, f"{name}.png" if png else None)
+    with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
+        common.write_results(name, title, COLUMNS, table, notes=text)
+    with open(os.path.join(out_dir, f"{name}_curves.json"), "w") as f:
         json.dump({r["recipe"]: r["curve"] for r in rows}, f)
     if not quiet:
-        print(f"wrote {out_dir}/pretrain.md, pretrain.json, pretrain_curves.json" + (", pretrain.png" if png else ""))
+        print(f"wrote {out_dir}/{name}.md, {name}.json, {name}_curves.json" + (f", {name}.png" if png else ""))
+
+
+def write_seeds(runs: list[dict], recipes: list[str], title: str, out_dir: str, name: str, cfg: GPTConfig, a: Args,
+                seeds: list[int], corpus: tuple, wall_s: float, quiet: bool) -> None:
+    """<name>.md (mean ± se table, configuration, per-seed table), <name>.json ({summary, runs, config,
+    environment}), <name>_curves.json ("recipe/seed" -> curves) and <name>.png (error bars) in out_dir."""
+    os.makedirs(out_dir, exist_ok=True)
+    png = seed_stats.plot(runs, recipes, os.path.join(out_dir, f"{name}.png"))
+    summary = seed_stats.summarize(runs, recipes)
+    env = common.environment()
+    if env["commit"] == "unknown":  # a results dir outside the repository: name the code's commit
+        env["commit"] = code_commit()
+    md = (f"# {title}\n\n{env['device']}, torch {env['torch']}, CUDA {env['cuda']}, commit {env['commit']}, "
+          f"{env['date']}\n\n{seed_stats.markdown_table(summary)}\n"
+          f"{seed_notes(runs, recipes, cfg, a, seeds, corpus, wall_s, f'{name}.png' if png else None)}\n")
+    with open(os.path.join(out_dir, f"{name}.md"), "w") as f:
+        f.write(md)
+    config = {**dataclasses.asdict(cfg), **dataclasses.asdict(a), "seeds": seeds, "files": corpus[0],
+              "train_bytes": corpus[1], "val_bytes": corpus[2], "params": runs[0]["params"], "machine": machine(),
+              "wall_s": wall_s}
+    with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
+        json.dump({"summary": summary, "recipes": recipes, "config": config, "environment": env,
+                   "runs": [{k: v for k, v in r.items() if k != "curve"} for r in runs]}, f, indent=1)
+    with open(os.path.join(out_dir, f"{name}_curves.json"), "w") as f:
+        json.dump({f"{r['recipe']}/{r['seed']}": r["curve"] for r in runs}, f)
+    if not quiet:
+        print(md)
+        print(f"wrote {out_dir}/{name}.md, {name}.json, {name}_curves.json" + (f", {name}.png" if png else ""))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,45 @@ def test_pretrain_gpt_tiny_writes_all_five_recipes(tmp_path):
     assert "wrote" in out
 
 
+def test_pretrain_gpt_seeds_mean_and_standard_error(tmp_path):
+    """--seeds 2: per-run rows for both seeds, a summary whose mean and se are those of the runs, paired deltas."""
+    run(["examples/pretrain_gpt.py", "--tiny", "--recipes", "dense,ste,s-ste", "--seeds", "2", "--steps", "4",
+         "--eval-every", "2", "--layers", "1", "--name", "cmp", "--results-dir", str(tmp_path)], tmp_path)
+    data = json.loads((tmp_path / "cmp.json").read_text())
+    runs = data["runs"]
+    assert sorted((r["recipe"], r["seed"]) for r in runs) == sorted(
+        (rec, s) for rec in ("dense", "ste", "s-ste") for s in (1337, 1338))
+    by = {(r["recipe"], r["seed"]): r["final_val_loss"] for r in runs}
+    assert by[("ste", 1337)] != by[("ste", 1338)], "the seeds must differ"
+    summary = {r["recipe"]: r for r in data["summary"]}
+    a, b = by[("s-ste", 1337)], by[("s-ste", 1338)]
+    assert abs(summary["s-ste"]["final_val_loss"] - (a + b) / 2) < 1e-12
+    assert abs(summary["s-ste"]["final_val_loss_se"] - abs(a - b) / 2) < 1e-12  # n = 2: se = |a − b| / 2
+    d = [by[("s-ste", s)] - by[("ste", s)] for s in (1337, 1338)]
+    assert abs(summary["s-ste"]["delta_vs_ste"] - sum(d) / 2) < 1e-12
+    assert summary["dense"]["delta_vs_dense"] is None and summary["dense"]["flip_rate"] is None
+    s_ste_run = next(r for r in runs if r["recipe"] == "s-ste")
+    assert len(s_ste_run["layers"]) == 2 and all(x["beta"] > 0 and x["beta_lsq_final"] > 0 for x in s_ste_run["layers"])
+    curves = json.loads((tmp_path / "cmp_curves.json").read_text())
+    assert len(curves["s-ste/1338"]["interval_flip_rate"]) == 2 and curves["dense/1337"]["interval_flip_rate"] == []
+    md = (tmp_path / "cmp.md").read_text()
+    assert "| s-ste | 2 |" in md and "seed 1338" in md and "parameters" in md and "wall time" in md
+    assert data["config"]["seeds"] == [1337, 1338] and data["config"]["steps"] == 4
+
+
+def test_pretrain_gpt_hf_gpt2_and_llama_sparsify_the_ffn(tmp_path):
+    """--hf: transformers' GPT-2 / Llama of the same size, FFN sparsified by include="ffn", two steps."""
+    import pytest
+    pytest.importorskip("transformers")
+    for family, n_sparse in (("gpt2", 2), ("llama", 3)):
+        out = tmp_path / family
+        run(["examples/pretrain_gpt.py", "--tiny", "--hf", family, "--recipes", "dense,s-ste", "--steps", "2",
+             "--eval-every", "2", "--layers", "1", "--results-dir", str(out)], tmp_path)
+        rows = {r["recipe"]: r for r in json.loads((out / "pretrain.json").read_text())}
+        assert rows["s-ste"]["model"] == family and rows["s-ste"]["sparse_layers"] == n_sparse
+        assert rows["dense"]["sparse_layers"] == 0 and 0 < rows["s-ste"]["final_val_loss"] < 6.0
+
+
 def test_pretrain_gpt_tiny_refuses_bench_results(tmp_path):
     env = {**os.environ, "PYTHONPATH": ROOT, "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run([sys.executable, "examples/pretrain_gpt.py", "--tiny", "--results-dir",
