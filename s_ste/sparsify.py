@@ -78,8 +78,10 @@ def _replace(model: nn.Module, new: dict[int, nn.Module]) -> nn.Module:
     return model
 
 
-def _swap(model: nn.Module, selected: Callable[[str], bool], seed: int, options: dict) -> tuple[nn.Module, list[str]]:
-    new, names = {}, []
+def _swap(model: nn.Module, selected: Callable[[str], bool], seed: int,
+          options: dict) -> tuple[nn.Module, list[str], int]:
+    """(model with the selected layers swapped, their names, how many selected layers stay dense)."""
+    new, names, kept = {}, [], 0
     # Deduplicated: a module shared by two parents is met (and swapped) once, under its first name;
     # the index gives each layer its MVUE seed.
     for index, (name, module) in enumerate(list(model.named_modules())):
@@ -93,10 +95,11 @@ def _swap(model: nn.Module, selected: Callable[[str], bool], seed: int, options:
                 f"kernels need in_features % {K_MULTIPLE} == 0 and out_features % {N_MULTIPLE} == 0",
                 stacklevel=3,
             )
+            kept += 1
             continue
         new[id(module)] = _sparse_layer(module, name, features, seed + index, options)
         names.append(name)
-    return _replace(model, new), names
+    return _replace(model, new), names, kept
 
 
 def _record(model: nn.Module, options: dict, seed: int, names: list[str]) -> None:
@@ -140,8 +143,8 @@ def sparsify(
     """
     options = dict(recipe=recipe, mvue=mvue, fp8=fp8, decay=decay, fast=fast, layout=layout,
                    amax_history_len=amax_history_len)
-    result, names = _swap(model, _selector(include, skip), seed, options)
-    if not names:
+    result, names, kept = _swap(model, _selector(include, skip), seed, options)
+    if not names and not kept:  # (a layer kept dense has had its own warning)
         warnings.warn(f"sparsify: no nn.Linear or Conv1D was swapped (include={include!r}, skip={skip!r})",
                       stacklevel=2)
     _record(result, options, seed, names)
@@ -156,7 +159,7 @@ def apply_record(model: nn.Module, record: dict, overrides: dict) -> nn.Module:
         call = {**call, **overrides}
         modules, seed = call.pop("modules"), call.pop("seed")
         wanted = set(modules)
-        _, names = _swap(model, wanted.__contains__, seed, call)
+        _, names, _ = _swap(model, wanted.__contains__, seed, call)
         if set(names) != wanted:
             raise ValueError(f"s_ste: the recorded sparse layers {sorted(wanted - set(names))} are not swappable "
                              "linears of this model")
