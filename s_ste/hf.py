@@ -126,7 +126,7 @@ def _check_missing(model: nn.Module, missing: list[str], loaded: set[str], path:
 
 
 @torch.no_grad()
-def from_pretrained(model_class, path: str, dtype: torch.dtype | None = None, device=None,
+def from_pretrained(model_class, path: str | os.PathLike, dtype: torch.dtype | None = None, device=None,
                     overrides: dict | None = None) -> nn.Module:
     """The sparse model saved by ``save_pretrained`` in `path`, ready to resume training.
 
@@ -159,4 +159,7 @@ def from_pretrained(model_class, path: str, dtype: torch.dtype | None = None, de
         raise ValueError(f"s_ste.hf.from_pretrained: {path} holds keys the sparsified model lacks: "
                          f"{result.unexpected_keys}")
     _check_missing(model, result.missing_keys, set(state), path)
+    if os.path.exists(os.path.join(path, "generation_config.json")) and hasattr(model, "generation_config"):
+        from transformers import GenerationConfig
+        model.generation_config = GenerationConfig.from_pretrained(path)
     return model.eval()

@@ -219,8 +219,10 @@ def test_resumed_beta_is_not_recomputed_from_the_trained_weight(tmp_path):
     layer = model.transformer.h[0].mlp.c_fc
     recomputed = s_ste.scale_factor(layer.weight.detach().t().contiguous())
     assert not torch.equal(recomputed, layer.scale), "the test needs a β that training would move"
+    model.generation_config.max_length = 7  # not the default: it must come from generation_config.json
     model.save_pretrained(tmp_path)
-    resumed = s_ste.hf.from_pretrained(GPT2LMHeadModel, str(tmp_path))
+    resumed = s_ste.hf.from_pretrained(GPT2LMHeadModel, tmp_path)  # a Path works too
+    assert resumed.generation_config.max_length == 7, "generation_config.json is read"
     resumed(input_ids=token_ids())  # the first forward must not reset β
     assert torch.equal(resumed.transformer.h[0].mlp.c_fc.scale, layer.scale)
 
