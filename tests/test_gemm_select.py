@@ -88,3 +88,25 @@ def test_small_problems_take_the_smaller_tile():
         assert by_name[small]["tile_m"] == 64, small
         # On a 4-SM GPU the same problem fills it with the large tile.
         assert s_ste_cuda.gemm_select("sm90", dtype, 9, 128, 1024, 1024, False, None, 4)[0] == big
+
+
+@pytest.mark.parametrize("sm", [10, 12])
+@pytest.mark.parametrize("layout,dtype", [("sm80", "bfloat16"), ("sm80", "float16"), ("sm90", "bfloat16"),
+                                          ("sm90", "float8_e4m3fn"), ("sm90", "float8_e5m2")])
+def test_newer_gpus_fall_back_with_a_reason(sm, layout, dtype):
+    # Compute capability 10.x / 12.x: this build holds sm_80 and sm_90a images only, neither
+    # runs there, so no kernel may be selected (sparse_linear falls back with the warning).
+    name, why = s_ste_cuda.gemm_select(layout, dtype, sm, 4096, 4096, 4096, False)
+    assert name is None, f"{name} selected on compute capability {sm}.x, which this build has no image for"
+    expected = "needs an SM90 (Hopper) GPU" if layout == "sm90" else "compute capability 10.x and newer"
+    for k in kernels():
+        if (k["layout"], k["a"]) == (layout, dtype):
+            reason = next(r for r in why.split("; ") if r.startswith(k["name"] + ": "))
+            assert expected in reason, why
+
+
+def test_sm80_kernels_run_on_ampere_and_hopper_only():
+    for sm in (8, 9):
+        assert s_ste_cuda.gemm_select("sm80", "bfloat16", sm, 4096, 4096, 4096, False)[0] is not None
+    for sm in (7, 10, 11, 12):
+        assert s_ste_cuda.gemm_select("sm80", "bfloat16", sm, 4096, 4096, 4096, False)[0] is None

@@ -47,9 +47,13 @@ at::Tensor sparse_linear_cuda(const at::Tensor& x, const at::Tensor& values, con
 
   std::string why;
   const cudaDeviceProp* device = at::cuda::getCurrentDeviceProperties();
+  // The device index turns on select's check of each kernel's loaded image (cached per kernel
+  // and device): a wrong-architecture build, or a GPU this build has no image for, falls back
+  // below with the warning instead of launching a kernel that computes nothing.
   const gemm::SparseGemmKernel* kernel =
       gemm::select_kernel(args, p.layout == Layout::kSm90, element_of(values.scalar_type()),
-                          element_of(p.x2d.scalar_type()), device->major, device->multiProcessorCount, &why);
+                          element_of(p.x2d.scalar_type()), device->major, device->multiProcessorCount, &why,
+                          values.get_device());
   gemm::record_last_kernel(kernel ? kernel->name : "fallback");
   if (kernel == nullptr) {
     TORCH_WARN_ONCE("sparse_linear: no CUTLASS sparse kernel takes this problem (N=", p.N, ", M=", p.M, ", K=",

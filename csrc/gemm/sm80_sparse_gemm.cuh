@@ -223,6 +223,14 @@ struct SparseGemmSm80 {
     if (err != cudaSuccess) return cudaGetErrorString(err);
     return nullptr;
   }
+
+  // The image of the kernel run() launches, for the current device.
+  static KernelImage image() {
+    cudaFuncAttributes attr{};
+    const cudaError_t err = cudaFuncGetAttributes(&attr, &sparse_gemm_sm80_kernel<GemmKernel>);
+    if (err != cudaSuccess) (void)cudaGetLastError();  // not sticky: clear it for the next launch check
+    return KernelImage{err, attr.ptxVersion, attr.binaryVersion};
+  }
 };
 
 // The registry entry of one instantiation.
@@ -242,7 +250,8 @@ constexpr SparseGemmKernel make_sm80_kernel(const char* name) {
                           G::ThreadblockShape::kK,
                           &G::can_implement,
                           &G::workspace_bytes,
-                          &G::run};
+                          &G::run,
+                          &G::image};
 }
 
 }  // namespace s_ste::gemm::sm80

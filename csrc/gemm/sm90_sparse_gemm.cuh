@@ -341,6 +341,14 @@ struct SparseGemm {
     if (Status s = cutlass_status_message(gemm.initialize(args, a.workspace, a.stream))) return s;
     return cutlass_status_message(gemm.run(a.stream));
   }
+
+  // The image of the kernel GemmUniversalAdapter launches, for the current device.
+  static KernelImage image() {
+    cudaFuncAttributes attr{};
+    const cudaError_t err = cudaFuncGetAttributes(&attr, cutlass::device_kernel<GemmKernel>);
+    if (err != cudaSuccess) (void)cudaGetLastError();  // not sticky: clear it for the next launch check
+    return KernelImage{err, attr.ptxVersion, attr.binaryVersion};
+  }
 };
 
 // The registry entry of one instantiation. Every SM90 kernel consumes the "sm90" layout,
@@ -361,7 +369,8 @@ constexpr SparseGemmKernel make_sm90_kernel(const char* name) {
                           int(cute::size<2>(Tile{})),
                           &Gemm::can_implement,
                           &Gemm::workspace_bytes,
-                          &Gemm::run};
+                          &Gemm::run,
+                          &Gemm::image};
 }
 
 }  // namespace s_ste::gemm::sm90

@@ -37,6 +37,17 @@ struct SparseLinearArgs {
 // nullptr on success, else a static string naming the failed requirement.
 using Status = const char*;
 
+// What the CUDA runtime reports about the image of a kernel for the current device
+// (cudaFuncGetAttributes on the kernel function). A build can hold an image that launches
+// but computes nothing: CUTLASS's SM90 kernels compiled from sm_80 PTX (JIT on Hopper) or for
+// another architecture are a body that prints an error and returns. select_kernel reads this
+// (once per kernel and device) and rejects such images; see image_verdict.
+struct KernelImage {
+  cudaError_t error;   // cudaSuccess, or why there is no image (e.g. cudaErrorNoKernelImageForDevice)
+  int ptx_version;     // cudaFuncAttributes::ptxVersion: 90 for sm_90a code; 80 when JIT from compute_80
+  int binary_version;  // cudaFuncAttributes::binaryVersion: the SASS the device runs
+};
+
 struct SparseGemmKernel {
   const char* name;        // e.g. "sm90_bf16_128x128x128_c2x1_coop"
   int sm;                  // 80 or 90: the minimum compute capability (sm90 kernels need exactly 9.x)
@@ -48,6 +59,7 @@ struct SparseGemmKernel {
   Status (*can_implement)(const SparseLinearArgs&);
   size_t (*workspace_bytes)(const SparseLinearArgs&);
   Status (*run)(const SparseLinearArgs&);
+  KernelImage (*image)();  // the kernel's image for the current device (needs a GPU; clears the error it causes)
 };
 
 // Every instantiation compiled into this build, in selection order (csrc/gemm/registry.cpp).
@@ -62,12 +74,24 @@ const char* last_kernel();
 // caller then adds it after the GEMM).
 SparseLinearArgs args_for(const SparseGemmKernel& kernel, SparseLinearArgs args);
 
+// Whether `kernel` computes its product with an image reported as `image`: nullptr if it
+// does, else why not (no image for this GPU; an SM90 kernel whose image is not sm_90a code,
+// e.g. JIT-compiled from sm_80 PTX). Pure: the CPU tests drive it with made-up images.
+Status image_verdict(const SparseGemmKernel& kernel, const KernelImage& image);
+
+// image_verdict of kernel->image() on CUDA device `device` (the current device), computed
+// once per kernel and device and cached (errors other than "no image" are not cached).
+Status image_status(const SparseGemmKernel& kernel, int device);
+
 // The kernel for a problem (csrc/gemm/select.cpp). Candidates: same metadata family and
-// element types, runnable on a GPU of compute capability major `sm_major`, accepted by
-// can_implement. Among them, in registry order (large tiles first), the first whose tile
-// grid fills `sm_count` SMs; if none does (a small problem), the one with the most tiles.
-// Returns nullptr and each candidate's reason in *why when none takes the problem.
+// element types, built for a GPU of compute capability major `sm_major` (SM90 kernels: 9.x
+// only; SM80 kernels: 8.x and 9.x, whose images this build holds; none on 10.x/12.x),
+// accepted by can_implement and, when `device` >= 0 (the current CUDA device), whose loaded
+// image passes image_status. Among them, in registry order (large tiles first), the first
+// whose tile grid fills `sm_count` SMs; if none does (a small problem), the one with the
+// most tiles. Returns nullptr and each candidate's reason in *why when none takes the
+// problem. device = -1 skips the image check (host-only selection, no GPU needed).
 const SparseGemmKernel* select_kernel(const SparseLinearArgs& args, bool sm90_layout, Element a, Element b,
-                                      int sm_major, int sm_count, std::string* why);
+                                      int sm_major, int sm_count, std::string* why, int device = -1);
 
 }  // namespace s_ste::gemm
