@@ -87,6 +87,8 @@ def test_gpt2_all_conv1ds_with_include_none():
     assert sum(type(m) is SparseConv1D for m in model.modules()) == 8
     assert isinstance(model.lm_head, s_ste.SparseLinear), "the tied head (128 x 64) is eligible"
     assert model.lm_head.weight is model.transformer.wte.weight, "tying survives the swap"
+    model = s_ste.sparsify(tiny_gpt2(), include=["*.mlp.*"])  # the call, which swapped nothing
+    assert sum(type(m) is SparseConv1D for m in model.modules()) == 4
 
 
 def test_llama_ffn():
