@@ -61,17 +61,32 @@ def test_pretrain_gpt_seeds_mean_and_standard_error(tmp_path):
     assert data["config"]["seeds"] == [1337, 1338] and data["config"]["steps"] == 4
 
 
-def test_pretrain_gpt_hf_gpt2_and_llama_sparsify_the_ffn(tmp_path):
-    """--hf: transformers' GPT-2 / Llama of the same size, FFN sparsified by include="ffn", two steps."""
+def test_pretrain_gpt_hf_gpt2_and_llama_train_with_a_sparse_ffn():
+    """--hf: transformers' GPT-2 / Llama of the GPT's size, FFN sparsified by include="ffn", two steps (in process)."""
     import pytest
-    pytest.importorskip("transformers")
-    for family, n_sparse in (("gpt2", 2), ("llama", 3)):
-        out = tmp_path / family
-        run(["examples/pretrain_gpt.py", "--tiny", "--hf", family, "--recipes", "dense,s-ste", "--steps", "2",
-             "--eval-every", "2", "--layers", "1", "--results-dir", str(out)], tmp_path)
-        rows = {r["recipe"]: r for r in json.loads((out / "pretrain.json").read_text())}
-        assert rows["s-ste"]["model"] == family and rows["s-ste"]["sparse_layers"] == n_sparse
-        assert rows["dense"]["sparse_layers"] == 0 and 0 < rows["s-ste"]["final_val_loss"] < 6.0
+    transformers = pytest.importorskip("transformers")
+    sys.path.insert(0, os.path.join(ROOT, "examples"))
+    import torch
+
+    import pretrain_gpt
+    import s_ste
+    cfg = pretrain_gpt.GPTConfig(layers=1, d_model=64, heads=4, seq=32)
+    data = torch.randint(0, 256, (4096,), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    cpu = torch.device("cpu")
+    for family, cls, ffn in (("gpt2", transformers.GPT2LMHeadModel, ["mlp.c_fc", "mlp.c_proj"]),
+                             ("llama", transformers.LlamaForCausalLM, ["mlp.down_proj", "mlp.gate_proj", "mlp.up_proj"])):
+        model = pretrain_gpt.build_model(cfg, "s-ste", 0, cpu, hf=family)
+        assert isinstance(model.hf, cls)
+        names = sorted(n.split(".", 3)[-1] for n, m in model.hf.named_modules() if isinstance(m, s_ste.SparseLinear))
+        assert names == ffn, (family, names)
+        a = pretrain_gpt.Args(steps=2, batch=4, lr=1e-3, warmup=1, eval_every=2, eval_batches=1, seed=0,
+                              all_linears=False, compile=False, hf=family)
+        dense = pretrain_gpt.train("dense", cfg, a, data, data, cpu, 0, 1)
+        sparse = pretrain_gpt.train("s-ste", cfg, a, data, data, cpu, 0, 1)
+        assert dense["sparse_layers"] == 0 and sparse["sparse_layers"] == len(ffn) and sparse["model"] == family
+        assert dense["params"] == sparse["params"], "sparsify keeps the parameters"
+        assert 0 < sparse["final_val_loss"] < 6.0 and sparse["final_val_loss"] != dense["final_val_loss"]
+        assert all(x["beta"] > 0 and x["beta_lsq_final"] > 0 for x in sparse["layers"])
 
 
 def test_pretrain_gpt_tiny_refuses_bench_results(tmp_path):
