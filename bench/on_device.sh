@@ -4,7 +4,8 @@
 #   build     always first: the carried nvidia-cutlass wheel, then the extension for the GPU
 #             found here, linking the carried CUTLASS GEMM archive (build/gemm-archive/) so
 #             only the binding files compile; without a fitting archive it compiles the GEMMs
-#             too (minutes: the archive is the point). Incremental on a warm machine.
+#             too (minutes: the archive is the point). Built out of tree (/tmp/s-ste-build)
+#             and reused by the later calls on a warm machine.
 #   tests     CTest's GPU checks of the kernel-image rule, the pytest files that touch CUDA,
 #             compute-sanitizer memcheck + racecheck on a subset of tests/test_cuda.py
 #   bench     every bench/bench_*.py, then ncu's DRAM throughput of the fused kernels
@@ -56,22 +57,31 @@ case "$cap" in 9.0) arch="9.0a" ;; *) arch="$cap" ;; esac
 export TORCH_CUDA_ARCH_LIST="$arch" MAX_JOBS=$(nproc)
 export CUDA_HOME=$($PY third_party/locate_cuda.py)
 archive=build/gemm-archive/libs_ste_gemm.a
-built=1
-if [ -f "$archive" ]; then
-  # setup.py refuses an archive built from other GEMM sources than this checkout's.
-  S_STE_GEMM_ARCHIVE="$PWD/$archive" run_step "build bindings (sm $arch, archive)" 150 "$out/build.log" \
-    $PY setup.py build_ext --inplace || built=0
+# The module is built out of tree, under a stamp of its sources' content: a later call on the
+# warm machine reuses it whatever the mtimes of the re-sent tree (no rebuild in calls 2, 3).
+stamp=$( (echo "$arch"; $PY -V; cat setup.py third_party/*.py; cat build/gemm-archive/*.json 2>/dev/null;
+          find csrc -type f | LC_ALL=C sort | xargs cat) | sha256sum | cut -c1-16)
+lib=/tmp/s-ste-build/$stamp
+if ls "$lib"/s_ste_cuda*.so >/dev/null 2>&1; then
+  note "build: reusing $lib (the sources of an earlier call)"
 else
   built=0
+  if [ -f "$archive" ]; then
+    # setup.py refuses an archive built from other GEMM sources than this checkout's.
+    S_STE_GEMM_ARCHIVE="$PWD/$archive" run_step "build bindings (sm $arch, archive)" 150 "$out/build.log" \
+      $PY setup.py build_ext -b "$lib" -t /tmp/s-ste-build/tmp \
+      && built=1
+  fi
+  if [ "$built" = 0 ]; then
+    rm -f "$lib"/s_ste_cuda*.so  # never reuse a module a cut-off link left behind
+    note "no fitting GEMM archive (see build.log): compiling the CUTLASS GEMMs here too"
+    S_STE_GEMM_ARCHIVE=0 run_step "build all (sm $arch)" 420 "$out/build.log" \
+      $PY setup.py build_ext -b "$lib" -t /tmp/s-ste-build/tmp || { rm -f "$lib"/s_ste_cuda*.so; note "build failed"; exit 1; }
+  fi
 fi
-if [ "$built" = 0 ]; then
-  note "no fitting GEMM archive (see build.log): compiling the CUTLASS GEMMs here too"
-  S_STE_GEMM_ARCHIVE=0 run_step "build all (sm $arch)" 420 "$out/build.log" $PY setup.py build_ext --inplace \
-    || { note "build failed"; exit 1; }
-fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-$PY -c "import s_ste, torch; assert s_ste.built_with_cuda() and torch.cuda.is_available()" >>"$out/build.log" 2>&1 \
-  || { note "the extension does not see the GPU"; exit 1; }
+export PYTHONPATH="$lib:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+$PY -c "import s_ste, s_ste_cuda, torch; assert s_ste.built_with_cuda() and torch.cuda.is_available(); print(s_ste_cuda.__file__)" \
+  >>"$out/build.log" 2>&1 || { note "the extension does not import or does not see the GPU (build.log)"; exit 1; }
 
 # ---- tests ---------------------------------------------------------------------------------
 if has tests; then
