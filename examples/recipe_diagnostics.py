@@ -45,8 +45,8 @@ def without(args: list[str], flags: tuple[str, ...]) -> list[str]:
     return out
 
 
-def variants(base: list[str], only: set[str]) -> list[tuple[str, list[str], int]]:
-    """(name, extra args, seeds) of every ablation."""
+def variants(base: list[str], only: set[str], variant_seeds: int = 2) -> list[tuple[str, list[str], int]]:
+    """(name, extra args, seeds) of every ablation: mvue with the main run's seeds, the others with variant_seeds."""
     lr = float(value_of(base, "--lr", "1e-3"))
     warmup = int(value_of(base, "--warmup", "60"))
     steps = int(value_of(base, "--steps", "600"))
@@ -54,19 +54,20 @@ def variants(base: list[str], only: set[str]) -> list[tuple[str, list[str], int]
     rest = without(base, ("--lr", "--warmup", "--seeds"))
     out = [
         ("mvue", "no_mvue", [*rest, "--lr", str(lr), "--warmup", str(warmup), "--no-mvue"], seeds),
-        ("lr", f"lr{lr / 2:g}", [*rest, "--lr", str(lr / 2), "--warmup", str(warmup)], 2),
-        ("lr", f"lr{lr * 2:g}", [*rest, "--lr", str(lr * 2), "--warmup", str(warmup)], 2),
-        ("warmup", f"warmup{max(1, warmup // 6)}", [*rest, "--lr", str(lr), "--warmup", str(max(1, warmup // 6))], 2),
+        ("lr", f"lr{lr / 2:g}", [*rest, "--lr", str(lr / 2), "--warmup", str(warmup)], variant_seeds),
+        ("lr", f"lr{lr * 2:g}", [*rest, "--lr", str(lr * 2), "--warmup", str(warmup)], variant_seeds),
+        ("warmup", f"warmup{max(1, warmup // 6)}", [*rest, "--lr", str(lr), "--warmup", str(max(1, warmup // 6))],
+         variant_seeds),
         ("warmup", f"warmup{min(steps // 2, warmup * 3)}",
-         [*rest, "--lr", str(lr), "--warmup", str(min(steps // 2, warmup * 3))], 2),
+         [*rest, "--lr", str(lr), "--warmup", str(min(steps // 2, warmup * 3))], variant_seeds),
     ]
     return [(name, args, n) for group, name, args, n in out if group in only]
 
 
-def run(out: str, base: list[str], only: set[str]) -> None:
+def run(out: str, base: list[str], only: set[str], variant_seeds: int) -> None:
     base = without(base, ("--recipes", "--name", "--results-dir"))
     os.makedirs(out, exist_ok=True)
-    for name, args, seeds in variants(base, only):
+    for name, args, seeds in variants(base, only, variant_seeds):
         if os.path.exists(os.path.join(out, f"{name}.json")):
             print(f"{name}: done already", flush=True)
             continue
@@ -100,8 +101,9 @@ def beta_table(main: dict) -> str:
 
     def m(v):
         return f"{sum(v) / len(v):.3f}" if v else ""
-    head = ("| layer | β frozen at init (s-ste) | LSQ β of the trained s-ste weight | LSQ β of the trained ste weight "
-            "| ‖βS(w)‖/‖w‖ at init | ‖βS(w)‖/‖w‖ at the end |\n|---|---|---|---|---|---|\n")
+    head = ("| layer | β frozen at init (s-ste) | LSQ β of the trained s-ste weight "
+            "| LSQ β of the trained ste weight | ‖βS(w)‖/‖w‖ at init | ‖βS(w)‖/‖w‖ at the end |\n"
+            "|---|---|---|---|---|---|\n")
     return head + "".join(
         f"| {n} | {m(d.get('beta', []))} | {m(d.get('beta_lsq_final', []))} | {m(d.get('ste_lsq_final', []))} "
         f"| {m(d.get('norm_ratio_init', []))} | {m(d.get('norm_ratio_final', []))} |\n" for n, d in rows.items())
@@ -132,7 +134,8 @@ def gap_row(name: str, data: dict) -> str:
     c = data["config"]
     loss = {k: seed_stats.mean_se([r["final_val_loss"] for r in table[k].values()]) for k in ("ste", "s-ste")
             if k in table}
-    return (f"| {name} | lr {c['lr']:g}, warm-up {c['warmup']}, mvue {c['mvue']} | {len(c['seeds'])} "
+    n = len(set(table.get("ste", {})) & set(table.get("s-ste", {})))
+    return (f"| {name} | lr {c['lr']:g}, warm-up {c['warmup']}, mvue {c['mvue']} | {n} "
             f"| {seed_stats.pm(*loss.get('ste', (None, None)))} | {seed_stats.pm(*loss.get('s-ste', (None, None)))} "
             f"| {seed_stats.pm(gap, se, signed=True)} |{'' if data['complete'] else ' partial'}\n")
 
@@ -162,9 +165,10 @@ def main() -> None:
     p.add_argument("--out", required=True, help="folder of the ablation runs")
     p.add_argument("--main", help="report: the main run's <name>.json")
     p.add_argument("--only", default="mvue,lr,warmup", help="run: comma-separated subset of mvue,lr,warmup")
+    p.add_argument("--variant-seeds", type=int, default=2, help="run: seeds of the lr and warm-up variants")
     a = p.parse_args(argv)
     if a.command == "run":
-        run(a.out, base, set(a.only.split(",")))
+        run(a.out, base, set(a.only.split(",")), a.variant_seeds)
     else:
         report(a.main, a.out)
 

@@ -36,7 +36,7 @@ def by_recipe_and_seed(runs: list[dict]) -> dict[str, dict[int, dict]]:
 
 def paired(table: dict, recipe: str, ref: str, key: str = "final_val_loss") -> tuple[float | None, float | None]:
     """Mean ± se over the seeds both recipes ran of (recipe − ref)."""
-    if ref not in table or recipe == ref:
+    if ref not in table or recipe not in table or recipe == ref:
         return None, None
     seeds = sorted(set(table[recipe]) & set(table[ref]))
     if not seeds:

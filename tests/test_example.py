@@ -73,8 +73,9 @@ def test_pretrain_gpt_hf_gpt2_and_llama_train_with_a_sparse_ffn():
     cfg = pretrain_gpt.GPTConfig(layers=1, d_model=64, heads=4, seq=32)
     data = torch.randint(0, 256, (4096,), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     cpu = torch.device("cpu")
+    llama_ffn = ["mlp.down_proj", "mlp.gate_proj", "mlp.up_proj"]
     for family, cls, ffn in (("gpt2", transformers.GPT2LMHeadModel, ["mlp.c_fc", "mlp.c_proj"]),
-                             ("llama", transformers.LlamaForCausalLM, ["mlp.down_proj", "mlp.gate_proj", "mlp.up_proj"])):
+                             ("llama", transformers.LlamaForCausalLM, llama_ffn)):
         model = pretrain_gpt.build_model(cfg, "s-ste", 0, cpu, hf=family)
         assert isinstance(model.hf, cls)
         names = sorted(n.split(".", 3)[-1] for n, m in model.hf.named_modules() if isinstance(m, s_ste.SparseLinear))
