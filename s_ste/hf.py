@@ -113,7 +113,8 @@ def _saved_state(path: str) -> dict[str, torch.Tensor]:
     legacy = os.path.join(path, "pytorch_model.bin")
     if os.path.exists(legacy):
         return torch.load(legacy, map_location="cpu", weights_only=True)
-    raise FileNotFoundError(f"s_ste.hf.from_pretrained: no model.safetensors(.index.json) or pytorch_model.bin in {path}")
+    raise FileNotFoundError(f"s_ste.hf.from_pretrained: no model.safetensors(.index.json) or pytorch_model.bin "
+                            f"in {path}")
 
 
 def _check_missing(model: nn.Module, missing: list[str], loaded: set[str], path: str) -> None:

@@ -239,6 +239,16 @@ def test_from_pretrained_overrides_and_refuses_a_dense_checkpoint(tmp_path):
         s_ste.hf.from_pretrained(LlamaForCausalLM, str(tmp_path / "dense"))
 
 
+def test_from_pretrained_reads_a_sharded_checkpoint(tmp_path):
+    model = s_ste.sparsify(tiny_gpt2(), include="ffn")
+    model(input_ids=token_ids())  # β set at the first forward
+    model.save_pretrained(tmp_path, max_shard_size="100KB")
+    assert (tmp_path / "model.safetensors.index.json").exists() and not (tmp_path / "model.safetensors").exists()
+    resumed = s_ste.hf.from_pretrained(GPT2LMHeadModel, tmp_path)
+    for key, value in model.state_dict().items():
+        assert_bits_equal(resumed.state_dict()[key], value, key)
+
+
 def test_from_pretrained_names_the_missing_keys(tmp_path):
     model = s_ste.sparsify(tiny_llama(), include="ffn")
     model.save_pretrained(tmp_path)
