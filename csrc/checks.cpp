@@ -27,52 +27,71 @@ Layout parse_layout(const char* op, std::string_view layout) {
   TORCH_CHECK_VALUE(false, op, ": layout must be \"sm80\" or \"sm90\", got \"", layout, "\"");
 }
 
-void check_tensor(const char* op, const char* name, const at::Tensor& t,
-                  std::initializer_list<c10::ScalarType> allowed) {
+int64_t ArgSpec::numel() const {
+  int64_t n = 1;
+  for (int64_t s : sizes) {
+    if (!known(s)) return kUnknownSize;
+    n *= s;
+  }
+  return n;
+}
+
+ArgSpec spec_of(const at::Tensor& t) {
+  return {t.scalar_type(), t.device(), t.is_contiguous(), std::vector<int64_t>(t.sizes().begin(), t.sizes().end())};
+}
+
+std::string shape_str(const ArgSpec& t) {
+  std::ostringstream os;
+  os << "[";
+  for (int64_t i = 0; i < t.dim(); ++i) {
+    if (i) os << ", ";
+    if (known(t.sizes[i])) os << t.sizes[i];
+    else os << "?";
+  }
+  os << "]";
+  return os.str();
+}
+
+void check_tensor(const char* op, const char* name, const ArgSpec& t, std::initializer_list<c10::ScalarType> allowed) {
   bool ok = false;
-  for (auto s : allowed) ok = ok || t.scalar_type() == s;
-  TORCH_CHECK_TYPE(ok, op, ": ", name, " must have dtype ", dtype_list(allowed), ", got ",
-                   t.scalar_type());
-  TORCH_CHECK_VALUE(t.is_contiguous(), op, ": ", name, " must be contiguous (call .contiguous())");
+  for (auto s : allowed) ok = ok || t.dtype == s;
+  TORCH_CHECK_TYPE(ok, op, ": ", name, " must have dtype ", dtype_list(allowed), ", got ", t.dtype);
+  TORCH_CHECK_VALUE(t.contiguous, op, ": ", name, " must be contiguous (call .contiguous())");
 }
 
-void check_same_device(const char* op, const char* name, const at::Tensor& t, const char* ref_name,
-                       const at::Tensor& ref) {
-  TORCH_CHECK_VALUE(t.device() == ref.device(), op, ": ", name, " is on ", t.device(), " but ",
-                    ref_name, " is on ", ref.device(), "; move them to one device");
+void check_same_device(const char* op, const char* name, const ArgSpec& t, const char* ref_name, const ArgSpec& ref) {
+  TORCH_CHECK_VALUE(t.device == ref.device, op, ": ", name, " is on ", t.device, " but ", ref_name, " is on ",
+                    ref.device, "; move them to one device");
 }
 
-void check_last_dim(const char* op, const char* name, const at::Tensor& t, int64_t multiple,
-                    const char* why) {
+void check_last_dim(const char* op, const char* name, const ArgSpec& t, int64_t multiple, const char* why) {
   TORCH_CHECK_VALUE(t.dim() >= 1, op, ": ", name, " must have at least one dimension");
   const int64_t K = t.size(-1);
-  TORCH_CHECK_VALUE(K > 0 && K % multiple == 0, op, ": ", name,
-                    ".shape[-1] must be a positive multiple of ", multiple, " (", why, "), got ",
-                    K);
+  TORCH_CHECK_VALUE(!known(K) || (K > 0 && K % multiple == 0), op, ": ", name,
+                    ".shape[-1] must be a positive multiple of ", multiple, " (", why, "), got ", K);
 }
 
-void check_dim(const char* op, const char* name, const at::Tensor& t, int64_t dim) {
-  TORCH_CHECK_VALUE(t.dim() == dim, op, ": ", name, " must be ", dim, "-D, got shape ",
-                    t.sizes());
+void check_dim(const char* op, const char* name, const ArgSpec& t, int64_t dim) {
+  TORCH_CHECK_VALUE(t.dim() == dim, op, ": ", name, " must be ", dim, "-D, got shape ", shape_str(t));
 }
 
 bool is_fp8(c10::ScalarType t) { return t == c10::kFloat8_e4m3fn || t == c10::kFloat8_e5m2; }
 
 void check_compress_shape(const char* op, Layout layout, int64_t rows, int64_t K, c10::ScalarType value_dtype) {
-  TORCH_CHECK_VALUE(K > 0, op, ": in_features (K) must be positive, got ", K);
+  TORCH_CHECK_VALUE(!known(K) || K > 0, op, ": in_features (K) must be positive, got ", K);
   if (layout == Layout::kSm80) {
     TORCH_CHECK_TYPE(!is_fp8(value_dtype), op, ": layout \"sm80\" holds 16-bit values (no FP8 sparse tensor cores "
                      "before SM90); use layout \"sm90\" for ", value_dtype);
-    TORCH_CHECK_VALUE(rows > 0 && rows % sm80::kRowAlign == 0, op,
+    TORCH_CHECK_VALUE(!known(rows) || (rows > 0 && rows % sm80::kRowAlign == 0), op,
                       ": layout \"sm80\" needs the row count (out_features) to be a multiple of ",
                       sm80::kRowAlign, " (CUTLASS SM80 int16 metadata), got ", rows);
-    TORCH_CHECK_VALUE(K % sm80::kKAlign == 0, op,
+    TORCH_CHECK_VALUE(!known(K) || K % sm80::kKAlign == 0, op,
                       ": layout \"sm80\" needs K (in_features) to be a multiple of ",
                       sm80::kKAlign, ", got ", K);
   } else {
-    TORCH_CHECK_VALUE(rows > 0, op, ": layout \"sm90\" needs at least one row");
+    TORCH_CHECK_VALUE(!known(rows) || rows > 0, op, ": layout \"sm90\" needs at least one row");
     const int bits = int(8 * c10::elementSize(value_dtype));
-    TORCH_CHECK_VALUE(K % sm90::values_k_align(bits) == 0, op,
+    TORCH_CHECK_VALUE(!known(K) || K % sm90::values_k_align(bits) == 0, op,
                       ": layout \"sm90\" needs K (in_features) to be a multiple of ", sm90::values_k_align(bits),
                       " for ", bits, "-bit values (16-byte rows for TMA), got ", K);
   }
@@ -83,11 +102,12 @@ c10::ScalarType meta_dtype(Layout layout) {
 }
 
 int64_t meta_elements(Layout layout, int64_t rows, int64_t K, c10::ScalarType value_dtype) {
+  if (!known(rows) || !known(K)) return ArgSpec::kUnknownSize;
   if (layout == Layout::kSm80) return rows * (K / 16);
   return sm90::meta_bytes(rows, K, int(8 * c10::elementSize(value_dtype)));
 }
 
-void check_group_input(const char* op, const char* name, const at::Tensor& t) {
+void check_group_input(const char* op, const char* name, const ArgSpec& t) {
   check_tensor(op, name, t, {c10::kFloat, c10::kBFloat16, c10::kHalf});
   check_last_dim(op, name, t, 4, "2:4 groups run along the last dimension");
 }

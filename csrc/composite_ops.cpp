@@ -6,6 +6,7 @@
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/library.h>
 
+#include "arg_checks.h"
 #include "checks.h"
 #include "plans.h"
 
@@ -19,23 +20,25 @@ std::tuple<at::Tensor, at::Tensor> call_soft_threshold(const at::Tensor& w) {
   return op.call(w);
 }
 
+// sparse_linear trusts its metadata (validate_compressed is the opt-in check): no host sync.
 at::Tensor call_decompress(const at::Tensor& values, const at::Tensor& meta, c10::string_view layout) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("s_ste::decompress", "")
-                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, c10::string_view)>();
-  return op.call(values, meta, layout);
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, c10::string_view, bool)>();
+  return op.call(values, meta, layout, false);
 }
 
 at::Tensor scale_factor_impl(const at::Tensor& w) {
-  check_group_input("scale_factor", "w", w);
+  check_group_op_args("scale_factor", "w", spec_of(w));
   // These kernels sit below autograd: their inner ATen calls must not record a graph.
   const c10::impl::ExcludeDispatchKeyGuard no_autograd(c10::autograd_dispatch_keyset);
   // S(w) in float32, not rounded to w's dtype: the values prune_and_compress scales.
   const at::Tensor s = std::get<0>(call_soft_threshold(w.to(at::kFloat))).to(at::kDouble);
   const at::Tensor wd = w.to(at::kDouble);
   const at::Tensor num = (wd * s).sum(), den = (s * s).sum();
-  // An all-zero pruned weight has no least-squares scale: keep it unscaled (β = 1).
-  return at::where(den > 0, num / den, at::ones_like(den)).to(at::kFloat);
+  // An all-zero pruned weight has no least-squares scale: keep it unscaled (β = 1). A NaN or
+  // Inf weight makes den NaN or Inf and β NaN: a diverged weight must not look finite.
+  return at::where(den == 0, at::ones_like(den), num / den).to(at::kFloat);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include "check_args_py.h"
 #include "s_ste/layout_sm90.cuh"
 
 #include <cstring>
@@ -21,7 +22,11 @@ TORCH_LIBRARY(s_ste, m) {
   m.def(
       "prune_and_compress(Tensor w, Tensor scale, str layout=\"sm80\", ScalarType? out_dtype=None)"
       " -> (Tensor values, Tensor meta)");
-  m.def("decompress(Tensor values, Tensor meta, str layout=\"sm80\") -> Tensor");
+  // validate: reject metadata no compressor writes (an illegal 2:4 code, non-zero SM90 padding).
+  // Free on the CPU; on CUDA it reads one count back (a host sync), so the layer's own
+  // decompress of a weight it just compressed passes validate=False.
+  m.def("decompress(Tensor values, Tensor meta, str layout=\"sm80\", bool validate=True) -> Tensor");
+  m.def("validate_compressed(Tensor values, Tensor meta, str layout=\"sm80\") -> ()");
   m.def("mvue_24(Tensor g, int seed, int offset=0) -> Tensor");
   m.def("quantize_fp8(Tensor x, ScalarType dtype) -> (Tensor q, Tensor scale_inv)");
   m.def(
@@ -161,6 +166,8 @@ PyMethodDef methods[] = {
     {"gemm_can_implement", gemm_can_implement, METH_VARARGS, "None if a GEMM takes (N, M, K, bias), else why"},
     {"gemm_select", gemm_select, METH_VARARGS, "the kernel sparse_linear picks for a problem, or (None, why)"},
 #endif
+    {"check_args", s_ste::check_args, METH_VARARGS,
+     "check_args(op, *specs): the real kernels' argument checks, for the fake kernels"},
     {"sm90_meta_bytes", sm90_meta_bytes, METH_VARARGS, "bytes of SM90 metadata for (rows, K, elem_bits)"},
     {"built_with_cuda", built_with_cuda, METH_NOARGS, "whether the CUDA kernels were compiled in"},
     {nullptr, nullptr, 0, nullptr}};

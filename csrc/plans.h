@@ -34,9 +34,17 @@ struct DecompressPlan {  // decompress
 DecompressPlan plan_decompress(const at::Tensor& values, const at::Tensor& meta,
                                std::string_view layout);
 
-// Checks compressed values + metadata (dtype, shape, the layout's alignment, metadata size).
-Layout check_compressed(const char* op, const at::Tensor& values, const at::Tensor& meta,
-                        std::string_view layout);
+struct ValidatePlan {  // validate_compressed
+  at::Tensor values, meta;
+  Layout layout;
+  int64_t rows, K;
+  int elem_bits;  // of the values (the SM90 metadata layout depends on it)
+};
+ValidatePlan plan_validate(const char* op, const at::Tensor& values, const at::Tensor& meta, std::string_view layout);
+// Raises a ValueError naming `op` when a check found illegal codes (bad_units metadata units,
+// the first being first_unit) or non-zero SM90 padding bytes; returns otherwise.
+void report_invalid_meta(const char* op, const ValidatePlan& p, int64_t bad_units, int64_t first_unit,
+                         int64_t padding_bytes);
 
 struct SparseLinearPlan {  // sparse_linear
   at::Tensor x2d;  // [N, K], contiguous

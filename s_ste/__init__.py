@@ -22,6 +22,7 @@ from .ops import (
     scale_factor,
     soft_threshold_24,
     sparse_linear,
+    validate_compressed,
 )
 from .sparsify import sparsify, to_inference
 
@@ -43,5 +44,6 @@ __all__ = [
     "sparse_linear",
     "sparsify",
     "to_inference",
+    "validate_compressed",
 ]
 __version__ = "0.1.0"

@@ -1,8 +1,9 @@
 """Typed wrappers of the extension's ops (torch.ops.s_ste.*) and their fake kernels.
 
 The kernels (CPU and CUDA) and every argument check live in the C++ extension
-`s_ste_cuda`; the fake kernels here only describe output shapes and dtypes so that
-torch.compile and meta tensors can trace the ops. See docs/numerics.md for the exact
+`s_ste_cuda`; the fake kernels here run the same C++ checks (s_ste_cuda.check_args, on the
+dtype/device/contiguity/sizes of their arguments) and describe output shapes and dtypes, so
+that torch.compile and meta tensors raise the errors the real kernels raise. See docs/numerics.md for the exact
 arithmetic of each op.
 """
 from __future__ import annotations
@@ -45,14 +46,41 @@ def prune_and_compress(
     return _ops.prune_and_compress(w, scale, layout, out_dtype)
 
 
-def decompress(values: torch.Tensor, meta: torch.Tensor, layout: str = "sm80") -> torch.Tensor:
-    """Dense [N, K] matrix from compressed values and metadata."""
-    return _ops.decompress(values, meta, layout)
+def decompress(values: torch.Tensor, meta: torch.Tensor, layout: str = "sm80", validate: bool = True) -> torch.Tensor:
+    """Dense [N, K] matrix from compressed values and metadata.
+
+    ``validate`` (default) first rejects metadata no compressor writes (see
+    :func:`validate_compressed`); on CUDA that reads a count back (one host sync), so pass
+    ``validate=False`` for metadata you just made with prune_and_compress.
+    """
+    return _ops.decompress(values, meta, layout, validate)
+
+
+def validate_compressed(values: torch.Tensor, meta: torch.Tensor, layout: str = "sm80") -> None:
+    """Raise ValueError unless every 2:4 code in ``meta`` is one a compressor writes (kept
+    positions i0 < i1: 0x4 0x8 0x9 0xC 0xD 0xE) and, for "sm90", every padding byte is 0.
+
+    decompress and sparse_linear(validate=True) call it; it syncs the host on CUDA.
+    """
+    _ops.validate_compressed(values, meta, layout)
+
+
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _check_int64(op: str, name: str, v) -> int:
+    """The ops' int arguments are int64: say so, instead of torch's "expected int, found int"."""
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f"{op}: {name} must be an int, got {type(v).__name__}")
+    if not _INT64[0] <= v <= _INT64[1]:
+        raise ValueError(f"{op}: {name} must fit in int64 ([-2**63, 2**63 - 1]; negative values wrap to "
+                         f"uint64 in the Philox key), got {v}")
+    return v
 
 
 def mvue_24(g: torch.Tensor, seed: int, offset: int = 0) -> torch.Tensor:
     """Unbiased 2:4 sparsification of g along its last dim, keyed by (seed, offset)."""
-    return _ops.mvue_24(g, seed, offset)
+    return _ops.mvue_24(g, _check_int64("mvue_24", "seed", seed), _check_int64("mvue_24", "offset", offset))
 
 
 def quantize_fp8(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,7 +117,9 @@ def mvue_24_t_compress(
     sample| (0-d float32, before ``scale``). Then ``dWᵀ = sparse_linear(xᵀ, values, meta)``.
     out_dtype defaults to g's dtype; float8_e5m2 / float8_e4m3fn need layout "sm90".
     """
-    return _ops.mvue_24_t_compress(g, seed, offset, layout, out_dtype, scale)
+    op = "mvue_24_t_compress"
+    return _ops.mvue_24_t_compress(g, _check_int64(op, "seed", seed), _check_int64(op, "offset", offset), layout,
+                                   out_dtype, scale)
 
 
 def sparse_linear(
@@ -99,13 +129,19 @@ def sparse_linear(
     bias: torch.Tensor | None = None,
     layout: str = "sm80",
     alpha: torch.Tensor | None = None,
+    validate: bool = False,
 ) -> torch.Tensor:
     """y = alpha · (x · decompress(values, meta)ᵀ) + bias.
 
     16-bit values: x in the same dtype, y too, no alpha. FP8 values (layout "sm90"): x is
     float8_e4m3fn, alpha the dequantization factor (e.g. scale_inv_x · scale_inv_w, a 0-d
-    float32 tensor on the device: no host sync), bias and y bfloat16.
+    float32 tensor on the device: no host sync), bias and y bfloat16. The GEMM trusts its
+    metadata (an illegal code silently drops or swaps values); ``validate=True`` runs
+    :func:`validate_compressed` first (a host sync on CUDA; off, it costs nothing) — use it
+    for metadata from a checkpoint or another library.
     """
+    if validate:
+        validate_compressed(values, meta, layout)
     return _ops.sparse_linear(x, values, meta, bias, layout, alpha)
 
 
@@ -114,7 +150,20 @@ def built_with_cuda() -> bool:
     return bool(s_ste_cuda.built_with_cuda())
 
 
-# ---- fake kernels: shapes and dtypes only (argument checks run in the real kernels) ----
+# ---- fake kernels: the real kernels' checks (C++), then shapes and dtypes ----
+
+
+def _spec(t: torch.Tensor | None):
+    """What the C++ checks read of a tensor (no data): a symbolic size is None, and the
+    checks that need it are left to the real kernel (no guard on a dynamic dimension)."""
+    if t is None:
+        return None
+    sizes = tuple(d if isinstance(d, int) else None for d in t.shape)
+    return (t.dtype, str(t.device), bool(t.is_contiguous()), sizes)
+
+
+def _check(op: str, *args) -> None:
+    s_ste_cuda.check_args(op, *(_spec(a) if isinstance(a, torch.Tensor) else a for a in args))
 
 
 def _meta_numel(layout: str, rows: int, K: int, value_dtype: torch.dtype) -> int:
@@ -131,56 +180,52 @@ def _compressed_fake(like: torch.Tensor, rows: int, K: int, layout: str, dtype: 
     return values, like.new_empty((_meta_numel(layout, rows, K, dtype),), dtype=torch.uint8)
 
 
-def _layout_check(op: str, layout: str) -> None:
-    torch._check(layout in LAYOUTS, lambda: f'{op}: layout must be "sm80" or "sm90", got "{layout}"')
-
-
-def _groups_check(op: str, name: str, t: torch.Tensor) -> None:
-    torch._check(t.dim() >= 1 and t.shape[-1] % 4 == 0,
-                 lambda: f"{op}: {name}.shape[-1] must be a positive multiple of 4, got {tuple(t.shape)}")
-
-
 @torch.library.register_fake("s_ste::soft_threshold_24")
 def _soft_threshold_24_fake(w):
-    _groups_check("soft_threshold_24", "w", w)
+    _check("soft_threshold_24", w)
     return torch.empty_like(w), torch.empty_like(w, dtype=torch.bool)
 
 
 @torch.library.register_fake("s_ste::hard_threshold_24")
 def _hard_threshold_24_fake(w):
-    _groups_check("hard_threshold_24", "w", w)
+    _check("hard_threshold_24", w)
     return torch.empty_like(w), torch.empty_like(w, dtype=torch.bool)
 
 
 @torch.library.register_fake("s_ste::scale_factor")
 def _scale_factor_fake(w):
-    _groups_check("scale_factor", "w", w)
+    _check("scale_factor", w)
     return w.new_empty((), dtype=torch.float32)
 
 
 @torch.library.register_fake("s_ste::prune_and_compress")
 def _prune_and_compress_fake(w, scale, layout="sm80", out_dtype=None):
-    _layout_check("prune_and_compress", layout)
-    torch._check(w.dim() == 2, lambda: f"prune_and_compress: w must be 2-D, got {tuple(w.shape)}")
+    _check("prune_and_compress", w, scale, layout, out_dtype)
     rows, K = w.shape
     return _compressed_fake(w, rows, K, layout, out_dtype if out_dtype is not None else w.dtype)
 
 
 @torch.library.register_fake("s_ste::decompress")
-def _decompress_fake(values, meta, layout="sm80"):
-    _layout_check("decompress", layout)
+def _decompress_fake(values, meta, layout="sm80", validate=True):
+    _check("decompress", values, meta, layout)  # the codes themselves are data: checked at run time
     rows, half_k = values.shape
     return values.new_empty((rows, 2 * half_k))
 
 
+@torch.library.register_fake("s_ste::validate_compressed")
+def _validate_compressed_fake(values, meta, layout="sm80"):
+    _check("validate_compressed", values, meta, layout)
+
+
 @torch.library.register_fake("s_ste::mvue_24")
 def _mvue_24_fake(g, seed, offset=0):
-    _groups_check("mvue_24", "g", g)
+    _check("mvue_24", g)
     return torch.empty_like(g)
 
 
 @torch.library.register_fake("s_ste::quantize_fp8")
 def _quantize_fp8_fake(x, dtype):
+    _check("quantize_fp8", x, dtype)
     return torch.empty_like(x, dtype=dtype), x.new_empty((), dtype=torch.float32)
 
 
@@ -189,8 +234,8 @@ FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
 
 @torch.library.register_fake("s_ste::quantize_fp8_scaled")
 def _quantize_fp8_scaled_fake(x, scale, dtype, transpose=False):
+    _check("quantize_fp8_scaled", x, scale, dtype, transpose)
     if transpose:
-        torch._check(x.dim() == 2, lambda: f"quantize_fp8_scaled: transpose needs a 2-D x, got {tuple(x.shape)}")
         q_t = x.new_empty((x.shape[1], x.shape[0]), dtype=dtype)
     else:
         q_t = x.new_empty((0,), dtype=dtype)
@@ -199,8 +244,7 @@ def _quantize_fp8_scaled_fake(x, scale, dtype, transpose=False):
 
 @torch.library.register_fake("s_ste::mvue_24_t_compress")
 def _mvue_24_t_compress_fake(g, seed, offset=0, layout="sm90", out_dtype=None, scale=None):
-    _layout_check("mvue_24_t_compress", layout)
-    torch._check(g.dim() == 2, lambda: f"mvue_24_t_compress: g must be 2-D [tokens, out_features], got {tuple(g.shape)}")
+    _check("mvue_24_t_compress", g, layout, out_dtype, scale)
     tokens, n = g.shape
     values, meta = _compressed_fake(g, n, tokens, layout, out_dtype if out_dtype is not None else g.dtype)
     return values, meta, g.new_empty((), dtype=torch.float32)
@@ -208,6 +252,7 @@ def _mvue_24_t_compress_fake(g, seed, offset=0, layout="sm90", out_dtype=None, s
 
 @torch.library.register_fake("s_ste::sparse_linear")
 def _sparse_linear_fake(x, values, meta, bias=None, layout="sm80", alpha=None):
-    _layout_check("sparse_linear", layout)
+    _check("sparse_linear", x, values, meta, bias, layout, alpha)
     dtype = torch.bfloat16 if values.dtype in FP8_DTYPES else x.dtype
     return x.new_empty((*x.shape[:-1], values.shape[0]), dtype=dtype)
+

@@ -123,14 +123,23 @@ def _soft_threshold_core(w: torch.Tensor):
     x = w.contiguous().to(cdt)
     x = x.reshape(*x.shape[:-1], x.shape[-1] // 4, 4)
     a = x.abs()
-    keep = _rank_keep(a)
+    keep, nan_group = _rank_keep_nan(a)
     # t = the larger magnitude of the two dropped elements (a >= 0, so 0 is a neutral fill)
     t = a.masked_fill(keep, 0.0).amax(-1, keepdim=True)
     d = a - t  # one rounding; >= 0 at the kept positions
     v = torch.where(x < 0, -d, d)
     zero = torch.zeros((), dtype=cdt, device=w.device)
     v = torch.where(keep & (d != 0), v, zero)  # zero results and dropped elements are +0.0
-    return v, keep
+    nan_row = torch.tensor([float("nan"), float("nan"), 0.0, 0.0], dtype=cdt, device=w.device)
+    return torch.where(nan_group, nan_row, v), keep
+
+
+def _rank_keep_nan(a: torch.Tensor):
+    """(keep, nan_group): the ranking's mask, except that a group holding a NaN keeps
+    positions 0 and 1 (its values become NaN: a diverged weight must stay visible)."""
+    nan_group = torch.isnan(a).any(-1, keepdim=True)
+    nan_keep = torch.tensor([True, True, False, False], device=a.device)
+    return torch.where(nan_group, nan_keep, _rank_keep(a)), nan_group
 
 
 def soft_threshold_24(w: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -152,8 +161,9 @@ def hard_threshold_24(w: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     _check_groups("w", w)
     x = w.contiguous()
     xg = x.reshape(*x.shape[:-1], x.shape[-1] // 4, 4)
-    keep = _rank_keep(xg.to(_compute_dtype(w)).abs())
+    keep, nan_group = _rank_keep_nan(xg.to(_compute_dtype(w)).abs())
     out = torch.where(keep, xg, torch.zeros((), dtype=w.dtype, device=w.device))
+    out = torch.where(nan_group & keep, torch.full((), float("nan"), dtype=w.dtype, device=w.device), out)
     return out.reshape(w.shape), keep.reshape(w.shape)
 
 

@@ -5,6 +5,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <vector>
+
 #include "../plans.h"
 #include "s_ste/compress.cuh"
 
@@ -54,8 +56,37 @@ std::tuple<at::Tensor, at::Tensor> prune_and_compress_cpu(const at::Tensor& w_in
   return {p.values, p.meta};
 }
 
-at::Tensor decompress_cpu(const at::Tensor& values_in, const at::Tensor& meta_in, c10::string_view layout) {
+// Counts the metadata units with an illegal code and the non-zero SM90 padding bytes.
+void validate_cpu(const char* op, const at::Tensor& values, const at::Tensor& meta, c10::string_view layout) {
+  const ValidatePlan p = plan_validate(op, values, meta, layout);
+  int64_t bad = 0, first = -1, padding = 0;
+  with_layout(p.layout, [&](auto sm80) {
+    constexpr bool kSm80 = decltype(sm80)::value;
+    const int64_t units = p.rows * p.K / kUnitCols<kSm80>;
+    std::vector<uint8_t> is_data(kSm80 ? 0 : p.meta.numel(), 0);
+    for (int64_t u = 0; u < units; ++u) {
+      int64_t offset;
+      if (!meta_unit_legal<kSm80>(p.meta.data_ptr(), p.rows, p.K, p.elem_bits, u, offset)) {
+        first = bad++ == 0 ? u : first;
+      }
+      if constexpr (!kSm80) is_data[size_t(offset)] = 1;
+    }
+    if constexpr (!kSm80) {
+      const uint8_t* m = p.meta.data_ptr<uint8_t>();
+      for (int64_t i = 0; i < p.meta.numel(); ++i) padding += !is_data[size_t(i)] && m[i] != 0;
+    }
+  });
+  report_invalid_meta(op, p, bad, first, padding);
+}
+
+void validate_compressed_cpu(const at::Tensor& values, const at::Tensor& meta, c10::string_view layout) {
+  validate_cpu("validate_compressed", values, meta, layout);
+}
+
+at::Tensor decompress_cpu(const at::Tensor& values_in, const at::Tensor& meta_in, c10::string_view layout,
+                          bool validate) {
   DecompressPlan p = plan_decompress(values_in, meta_in, layout);
+  if (validate) validate_cpu("decompress", values_in, meta_in, layout);
   dispatch_value_type(p.values.scalar_type(), [&](auto value_tag, auto) {
     using scalar_t = decltype(value_tag);
     with_layout(p.layout, [&](auto sm80) {
@@ -78,6 +109,7 @@ TORCH_LIBRARY_IMPL(s_ste, CPU, m) {
   m.impl("hard_threshold_24", &threshold_cpu<false>);
   m.impl("prune_and_compress", &prune_and_compress_cpu);
   m.impl("decompress", &decompress_cpu);
+  m.impl("validate_compressed", &validate_compressed_cpu);
 }
 
 }  // namespace s_ste

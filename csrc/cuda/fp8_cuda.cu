@@ -13,6 +13,7 @@
 
 #include "../plans.h"
 #include "chunk_io.cuh"
+#include "device_support.h"
 #include "launch.cuh"
 #include "s_ste/fp8.cuh"
 
@@ -28,6 +29,7 @@ __global__ void quantize_kernel(const T* __restrict__ x, uint8_t* __restrict__ q
 std::tuple<at::Tensor, at::Tensor> quantize_fp8_cuda(const at::Tensor& x_in, c10::ScalarType dtype) {
   QuantizePlan p = plan_quantize(x_in, dtype);
   const c10::cuda::CUDAGuard guard(p.x.device());
+  cuda::require_kernel_image("quantize_fp8");
   const fp8::Format fmt = p.e4m3 ? fp8::kE4M3 : fp8::kE5M2;
   const int64_t n = p.x.numel();
   const float amax = n == 0 ? 0.0f : p.x.abs().amax().to(at::kFloat).item<float>();
@@ -134,6 +136,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_fp8_scaled_cuda(const at
                                                                         c10::ScalarType dtype, bool transpose) {
   QuantizeScaledPlan p = plan_quantize_scaled(x_in, scale_in, dtype, transpose);
   const c10::cuda::CUDAGuard guard(p.x.device());
+  cuda::require_kernel_image("quantize_fp8_scaled");
   const fp8::Format fmt = p.e4m3 ? fp8::kE4M3 : fp8::kE5M2;
   const int64_t n = p.x.numel();
   if (n == 0) return {p.q, p.q_t, p.amax};

@@ -13,6 +13,7 @@
 
 #include "../plans.h"
 #include "chunk_io.cuh"
+#include "device_support.h"
 #include "launch.cuh"
 
 namespace s_ste {
@@ -67,6 +68,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mvue_24_t_compress_cuda(
     std::optional<c10::ScalarType> out_dtype, const std::optional<at::Tensor>& scale) {
   MvueCompressPlan p = plan_mvue_compress(g_in, seed, offset, layout, out_dtype, scale);
   const c10::cuda::CUDAGuard guard(p.g.device());
+  cuda::require_kernel_image("mvue_24_t_compress");
   const int64_t tiles = ((p.N + kTileN - 1) / kTileN) * ((p.T + kTileT - 1) / kTileT);
   // A few resident blocks per SM loop over the tiles: the amax atomics stay per warp, not
   // per tile.

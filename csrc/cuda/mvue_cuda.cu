@@ -5,6 +5,7 @@
 #include <torch/library.h>
 
 #include "../plans.h"
+#include "device_support.h"
 #include "launch.cuh"
 #include "s_ste/mvue.cuh"
 
@@ -27,6 +28,7 @@ __global__ void mvue_kernel(const T* __restrict__ g, T* __restrict__ out, int64_
 at::Tensor mvue_24_cuda(const at::Tensor& g_in, int64_t seed, int64_t offset) {
   MvuePlan p = plan_mvue(g_in, seed, offset);
   const c10::cuda::CUDAGuard guard(p.g.device());
+  cuda::require_kernel_image("mvue_24");
   auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.g.scalar_type(), "mvue_24_cuda", [&] {
     mvue_kernel<scalar_t><<<cuda::grid_for(p.groups), cuda::kThreads, 0, stream>>>(

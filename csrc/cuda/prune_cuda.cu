@@ -9,6 +9,7 @@
 
 #include "../plans.h"
 #include "chunk_io.cuh"
+#include "device_support.h"
 #include "launch.cuh"
 #include "s_ste/compress.cuh"
 
@@ -62,6 +63,7 @@ template <bool Soft>
 std::tuple<at::Tensor, at::Tensor> threshold_cuda(const at::Tensor& w_in) {
   PrunePlan p = plan_prune(Soft ? "soft_threshold_24" : "hard_threshold_24", w_in);
   const c10::cuda::CUDAGuard guard(p.w.device());
+  cuda::require_kernel_image(Soft ? "soft_threshold_24" : "hard_threshold_24");
   auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.w.scalar_type(), "threshold_cuda", [&] {
     threshold_kernel<scalar_t, Soft><<<cuda::grid_for(p.groups), cuda::kThreads, 0, stream>>>(
@@ -76,6 +78,7 @@ std::tuple<at::Tensor, at::Tensor> prune_and_compress_cuda(const at::Tensor& w_i
                                                            std::optional<c10::ScalarType> out_dtype) {
   CompressPlan p = plan_compress(w_in, scale, layout, out_dtype);
   const c10::cuda::CUDAGuard guard(p.w.device());
+  cuda::require_kernel_image("prune_and_compress");
   // The 16-byte loads need an aligned row start (K*sizeof(In) % 16 == 0 follows from the
   // layouts' K alignment); a view at an odd storage offset is copied once.
   const at::Tensor w = reinterpret_cast<uintptr_t>(p.w.data_ptr()) % 16 ? p.w.clone() : p.w;
@@ -96,9 +99,53 @@ std::tuple<at::Tensor, at::Tensor> prune_and_compress_cuda(const at::Tensor& w_i
   return {p.values, p.meta};
 }
 
-at::Tensor decompress_cuda(const at::Tensor& values_in, const at::Tensor& meta_in, c10::string_view layout) {
-  DecompressPlan p = plan_decompress(values_in, meta_in, layout);
+// One thread per metadata unit: counts the units with an illegal code (and the first of
+// them) and marks, for SM90, which metadata bytes hold data; the rest is padding.
+template <bool Sm80>
+__global__ void validate_kernel(const void* __restrict__ meta, int64_t rows, int64_t K, int elem_bits,
+                                unsigned long long* __restrict__ counts, uint8_t* __restrict__ is_data) {
+  S_STE_GRID_STRIDE(u, rows * K / kUnitCols<Sm80>) {
+    int64_t offset;
+    if (!meta_unit_legal<Sm80>(meta, rows, K, elem_bits, u, offset)) {
+      atomicAdd(&counts[0], 1ull);
+      atomicMin(&counts[1], static_cast<unsigned long long>(u));
+    }
+    if (!Sm80) is_data[offset] = 1;
+  }
+}
+
+// The check of validate_compressed / decompress(validate=True): one host sync to read the counts.
+void validate_cuda(const char* op, const at::Tensor& values, const at::Tensor& meta, c10::string_view layout) {
+  const ValidatePlan p = plan_validate(op, values, meta, layout);
   const c10::cuda::CUDAGuard guard(p.values.device());
+  cuda::require_kernel_image(op);
+  auto stream = at::cuda::getCurrentCUDAStream();
+  auto opts = p.meta.options();
+  at::Tensor counts = at::tensor({int64_t(0), int64_t(-1)}, opts.dtype(at::kLong));  // -1: atomicMin's +inf
+  const bool sm80 = p.layout == Layout::kSm80;
+  at::Tensor is_data = at::zeros({sm80 ? 0 : p.meta.numel()}, opts.dtype(at::kByte));
+  auto* c = reinterpret_cast<unsigned long long*>(counts.data_ptr<int64_t>());
+  with_layout(p.layout, [&](auto sm80_tag) {
+    constexpr bool kSm80 = decltype(sm80_tag)::value;
+    validate_kernel<kSm80><<<cuda::grid_for(p.rows * p.K / kUnitCols<kSm80>), cuda::kThreads, 0, stream>>>(
+        p.meta.data_ptr(), p.rows, p.K, p.elem_bits, c, is_data.data_ptr<uint8_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  const int64_t padding = sm80 ? 0 : p.meta.ne(0).logical_and(is_data.eq(0)).sum().item<int64_t>();
+  const at::Tensor host = counts.cpu();
+  report_invalid_meta(op, p, host[0].item<int64_t>(), host[1].item<int64_t>(), padding);
+}
+
+void validate_compressed_cuda(const at::Tensor& values, const at::Tensor& meta, c10::string_view layout) {
+  validate_cuda("validate_compressed", values, meta, layout);
+}
+
+at::Tensor decompress_cuda(const at::Tensor& values_in, const at::Tensor& meta_in, c10::string_view layout,
+                           bool validate) {
+  DecompressPlan p = plan_decompress(values_in, meta_in, layout);
+  if (validate) validate_cuda("decompress", values_in, meta_in, layout);
+  const c10::cuda::CUDAGuard guard(p.values.device());
+  cuda::require_kernel_image("decompress");
   auto stream = at::cuda::getCurrentCUDAStream();
   dispatch_value_type(p.values.scalar_type(), [&](auto value_tag, auto) {
     using scalar_t = decltype(value_tag);
@@ -120,6 +167,7 @@ TORCH_LIBRARY_IMPL(s_ste, CUDA, m) {
   m.impl("hard_threshold_24", &threshold_cuda<false>);
   m.impl("prune_and_compress", &prune_and_compress_cuda);
   m.impl("decompress", &decompress_cuda);
+  m.impl("validate_compressed", &validate_compressed_cuda);
 }
 
 }  // namespace s_ste

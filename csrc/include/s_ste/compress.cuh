@@ -139,6 +139,30 @@ S_STE_UNROLL
   }
 }
 
+// A code our compressors write: kept positions i0 < i1. Everything else (0x0, which CUTLASS's
+// own compressor uses for an all-zero group, 0x1, 0x5, 0xF, ...) would make decompress and
+// the GEMMs drop or swap values, so validate_compressed rejects it.
+S_STE_HD bool legal_code24(uint32_t code) { return (code & 3u) < ((code >> 2) & 3u); }
+
+// Whether every group code of metadata unit u is legal; `offset` receives the unit's position
+// in `meta` (int16 elements for SM80, bytes for SM90), so a caller can find the padding.
+template <bool Sm80>
+S_STE_HD bool meta_unit_legal(const void* meta, int64_t rows, int64_t K, int elem_bits, int64_t u, int64_t& offset) {
+  const int64_t cols = K / kUnitCols<Sm80>, r = u / cols, c = u % cols;
+  uint32_t packed;
+  if constexpr (Sm80) {
+    offset = sm80::meta_offset(r, c, rows);
+    packed = static_cast<uint16_t>(static_cast<const int16_t*>(meta)[offset]);
+  } else {
+    offset = sm90::meta_byte_offset(r, c, rows, K, elem_bits);
+    packed = static_cast<const uint8_t*>(meta)[offset];
+  }
+  bool ok = true;
+S_STE_UNROLL
+  for (int s = 0; s < kUnitCols<Sm80> / 4; ++s) ok = ok && legal_code24((packed >> (4 * s)) & 0xFu);
+  return ok;
+}
+
 template <bool Sm80, int Fp8, typename In, typename Out>
 S_STE_HD void compress_unit(const In* w, Out* values, void* meta, int64_t rows, int64_t K, int64_t u,
                             float beta) {

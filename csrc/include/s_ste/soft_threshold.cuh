@@ -50,7 +50,7 @@ S_STE_UNROLL
       ++nd;
     }
   }
-  if (nk != 2) {  // only NaN breaks the total order; keep indices in bounds regardless
+  if (nk != 2) {  // only NaN breaks the total order (prune_group then overrides); keep indices in bounds
     i0 = 2, i1 = 3, d0 = 0, d1 = 1;
   }
 }
@@ -77,6 +77,15 @@ S_STE_UNROLL
       }
     }
     r.value[i] = v;
+  }
+  // A NaN anywhere breaks the ranking (and would be dropped, or flip survivors' signs): the
+  // group keeps positions 0 and 1 as NaN, as MVUE marks a non-finite gradient group, so a
+  // diverged weight reaches the output as NaN instead of training on as if finite.
+  if (w[0] != w[0] || w[1] != w[1] || w[2] != w[2] || w[3] != w[3]) {
+    r.i0 = 0, r.i1 = 1;
+    r.t = quiet_nan();
+    r.value[0] = r.value[1] = quiet_nan();
+    r.value[2] = r.value[3] = 0.0f;
   }
   r.v0 = pick4(r.value, r.i0);
   r.v1 = pick4(r.value, r.i1);

@@ -1,0 +1,38 @@
+// The argument checks of every op, on ArgSpecs (dtype, device, contiguity, sizes): the one
+// copy that both the real kernels (through plans.cpp) and the fake kernels (through
+// s_ste_cuda.check_args, called by s_ste/ops.py) run, so a bad input raises the same error
+// on every backend, `meta` and torch.compile's FakeTensors included. Each returns what the
+// plan needs to allocate its outputs.
+#pragma once
+#include <optional>
+#include <string_view>
+
+#include "checks.h"
+
+namespace s_ste {
+
+// soft_threshold_24 / hard_threshold_24 / scale_factor / mvue_24: a float group input.
+void check_group_op_args(const char* op, const char* name, const ArgSpec& w);
+
+struct CompressedSpec {  // the layout and value dtype of a compressed operand
+  Layout layout;
+  c10::ScalarType values;
+};
+CompressedSpec check_prune_and_compress_args(const ArgSpec& w, const ArgSpec& scale, std::string_view layout,
+                                             std::optional<c10::ScalarType> out_dtype);
+
+// Compressed values + metadata: dtype, shape, the layout's alignment, metadata size, device.
+Layout check_compressed_args(const char* op, const ArgSpec& values, const ArgSpec& meta, std::string_view layout);
+
+CompressedSpec check_mvue_compress_args(const ArgSpec& g, std::string_view layout,
+                                        std::optional<c10::ScalarType> out_dtype, const std::optional<ArgSpec>& scale);
+
+void check_quantize_args(const ArgSpec& x, c10::ScalarType dtype);
+void check_quantize_scaled_args(const ArgSpec& x, const ArgSpec& scale, c10::ScalarType dtype, bool transpose);
+
+// Returns the output dtype (x's; bfloat16 for FP8 operands).
+c10::ScalarType check_sparse_linear_args(const ArgSpec& x, const ArgSpec& values, const ArgSpec& meta,
+                                         const std::optional<ArgSpec>& bias, std::string_view layout,
+                                         const std::optional<ArgSpec>& alpha);
+
+}  // namespace s_ste

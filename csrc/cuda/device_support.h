@@ -1,0 +1,7 @@
+// require_kernel_image(op): raise a clear error, once per device, when this build has no
+// kernel image for the current GPU (see device_support.cu).
+#pragma once
+
+namespace s_ste::cuda {
+void require_kernel_image(const char* op);
+}  // namespace s_ste::cuda
