@@ -401,3 +401,45 @@ def test_nan_bits_match_cpu(out_dtype):
     assert_bits_equal(gq, cq, "q")
     assert_bits_equal(gt, ct, "q_t")
     assert_bits_equal(ga, ca, "amax")
+
+
+# ---- issue 11 on the GPU: the CUDA paths of the hardening (owed until a device run) ----
+
+@pytest.mark.parametrize("layout", ["sm80", "sm90"])
+def test_nan_groups_and_validation_match_cpu(layout):
+    w = randn(96, 128, seed=11)
+    w[3, 0], w[5, 7], w[9, 2] = float("nan"), float("nan"), float("inf")
+    for fn in (s_ste.soft_threshold_24, s_ste.hard_threshold_24):
+        (gp, gm), (cp, cm) = both(fn, w)
+        assert_bits_equal(gp, cp, fn.__name__)
+        assert torch.equal(gm.cpu(), cm)
+    gv, cv = both(s_ste.scale_factor, w)
+    assert torch.isnan(gv).item() and torch.isnan(cv).item()
+    (gv, gm), (cv, cm) = both(s_ste.prune_and_compress, w.bfloat16(), torch.tensor(0.5), layout)
+    assert_bits_equal(gv, cv, "values")
+    assert_bits_equal(gm, cm, "meta")
+    s_ste.validate_compressed(gv, gm, layout)  # the compressor's own output is valid on the GPU too
+    bad = gm.clone()
+    flat = bad.view(torch.uint8)
+    data = int(torch.nonzero(flat).view(-1)[0])
+    flat[data] = (int(flat[data]) & 0xF0) | 0x5
+    with pytest.raises(ValueError, match=r"decompress: meta holds illegal 2:4 codes in 1 metadata element"):
+        s_ste.decompress(gv, bad, layout)
+    with pytest.raises(ValueError, match=r"illegal 2:4 codes"):
+        s_ste.sparse_linear(randn(8, 128, dtype=torch.bfloat16, device="cuda"), gv, bad, layout=layout, validate=True)
+
+
+def test_sm90_padding_validated_on_gpu():
+    v, m = s_ste.prune_and_compress(randn(40, 128, device="cuda").bfloat16(), torch.tensor(1.0, device="cuda"), "sm90")
+    s_ste.validate_compressed(v, m, "sm90")
+    m = m.clone()
+    m[-1] = 0x44
+    with pytest.raises(ValueError, match=r"1 padding byte\(s\)"):
+        s_ste.validate_compressed(v, m, "sm90")
+
+
+def test_mixed_cuda_and_meta_devices_are_named():
+    v, m = s_ste.prune_and_compress(randn(64, 64, device="cuda").bfloat16(), torch.tensor(1.0, device="cuda"), "sm80")
+    with pytest.raises(ValueError, match="bias is on meta but values is on cuda"):
+        s_ste.sparse_linear(randn(8, 64, dtype=torch.bfloat16, device="cuda"), v, m,
+                            torch.zeros(64, dtype=torch.bfloat16, device="meta"))
