@@ -46,9 +46,15 @@ GRADIENT_FP8 = torch.float8_e5m2
 
 
 def fake_quantize(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """t rounded through FP8 `dtype` with a per-tensor scale, back in t's dtype."""
-    q, scale_inv = ops.quantize_fp8(t.contiguous(), dtype)
-    return (q.float() * scale_inv).to(t.dtype)
+    """t rounded through FP8 `dtype` with a per-tensor scale, back in t's dtype.
+
+    A non-finite t has no finite scale: the result is all NaN (as a scale computed from a
+    NaN/Inf amax makes it), so a diverged weight or an overflowed gradient (a loss-scaler
+    step) stays visible; quantize_fp8 itself refuses non-finite input.
+    """
+    finite = torch.isfinite(t)
+    q, scale_inv = ops.quantize_fp8(torch.where(finite, t, 0).contiguous(), dtype)
+    return torch.where(finite.all(), q.float() * scale_inv, float("nan")).to(t.dtype)
 
 
 # ---- the sparse weight of a recipe, straight-through ----
@@ -120,7 +126,7 @@ def sparse_linear_train_backward(
     # dx reduces over N, along which ŵ is not 2:4: a dense product.
     dx = (g_in @ w_hat).reshape(x.shape)
     g_t = g.t()
-    if mvue:
+    if mvue and g_t.shape[1]:  # (no tokens: nothing to sample, dŵ = 0)
         # 2:4 groups run along tokens, the reduction dim of dŵ = gᵀ x; pad tokens to 4.
         M = g_t.shape[1]
         pad = (-M) % 4
@@ -191,21 +197,33 @@ def fast_linear(
     the weight gradient: the saved operand), y = bf16(x_q·ŵ_qᵀ/(s_x·s_w) + b); amax = max|x|.
     `weight`, `w_dgrad`, `rng`, `amax`, `mvue`, `first`, `decay` are for the backward.
     """
+    T = x.shape[0]
+    if T == 0:  # an empty batch: no GEMM, no amax (−1: none this step)
+        return _empty_forward(x, values, layout, need_wgrad, pad_to)
     if values.dtype not in FP8_VALUE_DTYPES:
         with nvtx("fwd_gemm"):
             y = ops.sparse_linear(x, values, meta, bias, layout)
         return y, x.new_empty((0,)), x.new_zeros((), dtype=torch.float32)
-    T = x.shape[0]
     s_x, s_w = scales[0], scales[1]
     # Padded tokens (zeros) keep every FP8 GEMM dim a multiple of 16; their outputs are dropped.
     with nvtx("quantize_x"):
         q, q_t, amax_x = ops.quantize_fp8_scaled(_pad_rows(x, _padded(T, pad_to)), s_x.reshape(1), FORWARD_FP8,
                                                  transpose=need_wgrad)
-    alpha = (s_x * s_w).reciprocal()
+    from .fp8_scaling import nan_unless_finite
+    alpha = nan_unless_finite((s_x * s_w).reciprocal(), amax_x)  # (±Inf in x saturated: keep it non-finite)
     b = bias.to(torch.bfloat16) if bias is not None else None
     with nvtx("fwd_gemm"):
         y = ops.sparse_linear(q, values, meta, b, layout, alpha)[:T]
     return y, q_t, amax_x
+
+
+def _empty_forward(x, values, layout, need_wgrad, pad_to):
+    N, K = values.shape[0], x.shape[1]
+    none = x.new_full((), -1.0, dtype=torch.float32)
+    if values.dtype not in FP8_VALUE_DTYPES:
+        return x.new_empty((0, N)), x.new_empty((0,)), none
+    saved = x.new_empty((K, 0) if need_wgrad else (0,), dtype=FORWARD_FP8)
+    return x.new_empty((0, N), dtype=torch.bfloat16), saved, none
 
 
 @fast_linear.register_fake
@@ -233,6 +251,8 @@ def fast_linear_backward(
     step: 4·max|g|), and their amaxes are written to amax[2], amax[3] (the delayed-scaling history).
     """
     T, N = grad.shape
+    if T == 0:  # an empty batch: zero weight and bias gradients, no amax
+        return _empty_backward(grad, w_dgrad, wgrad)
     seed, offset = (int(v) for v in rng.tolist())  # rng lives on the CPU: no device sync
     if w_dgrad.dtype not in FP8_VALUE_DTYPES:
         with nvtx("dgrad_gemm"):
@@ -251,7 +271,7 @@ def fast_linear_backward(
             with nvtx("wgrad_gemm_dense"):
                 dwt = x.t() @ grad
         return dx, dwt, grad.sum(0)
-    from .fp8_scaling import FP8_MAX, MVUE_AMAX_BOUND, scale_from_amax
+    from .fp8_scaling import FP8_MAX, MVUE_AMAX_BOUND, clean, nan_unless_finite, scale_from_amax
 
     Tp = _padded(T, pad_to)
     gp = _pad_rows(grad, Tp)
@@ -262,8 +282,11 @@ def fast_linear_backward(
         s_h = scale_from_amax(amax_now * MVUE_AMAX_BOUND, FP8_MAX[GRADIENT_FP8])
     with nvtx("quantize_g"):
         g_q, g_qt, amax_g = ops.quantize_fp8_scaled(gp, s_g.reshape(1), GRADIENT_FP8, transpose=wgrad and not mvue)
+    # The saturating cast maps ±Inf to ±max: an overflowed gradient (a loss-scaler step) must
+    # give non-finite gradients (so the scaler skips the step), so its dequant factor turns NaN.
+    inv_g = nan_unless_finite(s_g.reciprocal(), amax_g)
     with nvtx("dgrad_gemm"):
-        dx = _fp8_mm(g_q, w_dgrad.t(), s_g.reciprocal(), s_w.reciprocal())[:T]
+        dx = _fp8_mm(g_q, w_dgrad.t(), inv_g, s_w.reciprocal())[:T]
     if not wgrad:
         dwt = grad.new_empty((0,), dtype=torch.bfloat16)
         amax_h = torch.full_like(amax_g, -1.0)
@@ -271,13 +294,24 @@ def fast_linear_backward(
         with nvtx("mvue_t_compress"):
             values, meta, amax_h = ops.mvue_24_t_compress(gp, seed, offset, layout, GRADIENT_FP8, s_h.reshape(1))
         with nvtx("wgrad_gemm"):
-            dwt = ops.sparse_linear(x, values, meta, None, layout, (s_x * s_h).reciprocal())
+            dwt = ops.sparse_linear(x, values, meta, None, layout, nan_unless_finite((s_x * s_h).reciprocal(), amax_g))
     else:
         with nvtx("wgrad_gemm_dense"):
-            dwt = _fp8_mm(x, g_qt.t(), s_x.reciprocal(), s_g.reciprocal())
+            dwt = _fp8_mm(x, g_qt.t(), s_x.reciprocal(), inv_g)
         amax_h = torch.full_like(amax_g, -1.0)  # no MVUE output this step
-    amax[2:4].copy_(torch.stack([amax_g, amax_h]))
+    # An overflowed gradient (a loss-scaler step) stays Inf/NaN in dx and dWᵀ, so the scaler skips
+    # the step; its amax is kept out of the saved state (recorded as 0, as fold would).
+    amax[2:4].copy_(clean(torch.stack([amax_g, amax_h])))
     return dx, dwt, grad.sum(0, dtype=torch.float32).to(grad.dtype)
+
+
+def _empty_backward(grad, w_dgrad, wgrad):
+    N = grad.shape[1]
+    fp8 = w_dgrad.dtype in FP8_VALUE_DTYPES
+    K = w_dgrad.shape[0] if fp8 else w_dgrad.shape[1]
+    dtype = torch.bfloat16 if fp8 else grad.dtype
+    dwt = grad.new_zeros((K, N), dtype=dtype) if wgrad else grad.new_empty((0,), dtype=dtype)
+    return grad.new_empty((0, K), dtype=dtype), dwt, grad.new_zeros((N,))
 
 
 @fast_linear_backward.register_fake
@@ -309,7 +343,7 @@ def _fast_backward(ctx, grad, _g_saved, _g_amax):
     x, w_dgrad, rng, scales, weight = ctx.saved_tensors
     amax = ctx.amax
     wgrad = ctx.needs_input_grad[1]
-    if wgrad and ctx.fp8 and x.numel() == 0:
+    if wgrad and ctx.fp8 and x.dim() != 2:  # (the forward saved the 1-D placeholder, not xᵀ)
         raise RuntimeError("SparseLinear: weight gradient through an FP8 forward that ran without grad enabled")
     dx, dwt, db = fast_linear_backward(grad.contiguous(), x, w_dgrad, rng, scales, amax, ctx.layout, ctx.pad_to,
                                        ctx.mvue, ctx.first, wgrad)

@@ -96,6 +96,33 @@ def scales(history: torch.Tensor) -> torch.Tensor:
     return scale_from_amax(history.amax(dim=1), fp8_max_tensor(history.device))
 
 
+def nan_unless_finite(scale: torch.Tensor, amax: torch.Tensor) -> torch.Tensor:
+    """scale, or NaN where amax is not finite: a saturating cast would turn ±Inf into ±fp8_max,
+    a finite value; a NaN scale keeps the overflow visible in the cast tensor instead."""
+    return torch.where(torch.isfinite(amax), scale, float("nan"))
+
+
+def clean(amax: torch.Tensor) -> torch.Tensor:
+    """amax with NaN/Inf recorded as 0 (ignored by the scale, as fold does), for the pending
+    slots: the saved state then holds only amaxes ≥ 0 and the −1 "none" marker."""
+    return _clean(amax)
+
+
+def check_state(history: torch.Tensor, pending: torch.Tensor, prefix: str = "") -> list[str]:
+    """What is wrong with a loaded amax state (syncs the host), one message per bad key."""
+    errors = []
+    for key, t, ok in ((f"{prefix}fp8_amax_history", history, lambda t: torch.isfinite(t) & (t >= 0)),
+                       (f"{prefix}fp8_amax_pending", pending, lambda t: torch.isfinite(t) & ((t >= 0) | (t == -1)))):
+        if t is None or t.is_meta or not t.is_floating_point():
+            continue
+        bad = ~ok(t.float())
+        if bad.any():
+            first = t.flatten()[bad.flatten()][0].item()
+            errors.append(f"{key}: {int(bad.sum())} invalid amax value(s), e.g. {first} (amaxes are finite and "
+                          f">= 0{'' if 'history' in key else ', or -1 for none'}): a diverged checkpoint?")
+    return errors
+
+
 def weight_amax(w: torch.Tensor, beta: torch.Tensor | None) -> torch.Tensor:
     """max|ŵ| or its bound: β·max|w| for S-STE (beta given), max|w| otherwise (0-d float32)."""
     amax = w.detach().abs().amax().float()

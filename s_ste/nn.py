@@ -1,6 +1,7 @@
 """`SparseLinear`: an nn.Linear whose weight is 2:4 sparse in every forward (S-STE and friends)."""
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import NamedTuple
 
@@ -22,6 +23,7 @@ class _Compressed(NamedTuple):
     meta: torch.Tensor        # its metadata in `layout`
     w_dgrad: torch.Tensor     # the dense operand of dx = g·ŵ: ŵ [N, K] (16-bit) or ŵ_qᵀ [K, N] (E4M3)
     scale_w: torch.Tensor | None  # the FP8 scale the values were cast with (0-d float32), None in 16 bits
+    storage: object           # the weight's storage, held so its address is not reused while it is the key
 
 
 # Optimizer steps taken by any torch.optim optimizer in this process (a global post-step hook,
@@ -40,6 +42,29 @@ def _register_step_hook() -> None:
     if not _STEP_HOOK:
         from torch.optim.optimizer import register_optimizer_step_post_hook
         _STEP_HOOK.append(register_optimizer_step_post_hook(_count_optimizer_step))
+
+
+_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _check_seed(seed) -> None:
+    # The MVUE key is an int64 (the ops' `int`): say so here, not deep in the first backward.
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"SparseLinear: seed must be an int, got {type(seed).__name__}")
+    if not _INT64[0] <= seed <= _INT64[1]:
+        raise ValueError(f"SparseLinear: seed must fit in int64 ([-2**63, 2**63 - 1]), got {seed}")
+
+
+def _check_dtype(name: str, dtype: torch.dtype) -> None:
+    if dtype not in _DTYPES:
+        raise TypeError(f"SparseLinear {name}: weight dtype {dtype} is unsupported (the 2:4 kernels take "
+                        "float32, bfloat16 and float16; use one of them, or autocast)")
+
+
+def _is_dtensor(t) -> bool:
+    dtensor = sys.modules.get("torch.distributed.tensor")  # (not loaded: no DTensor exists)
+    return dtensor is not None and isinstance(t, dtensor.DTensor)
 
 
 def _fast_ops_available() -> bool:
@@ -80,14 +105,29 @@ class SparseLinear(nn.Linear):
     - the *semantic* path (``fast=False``; the default on the CPU): dense ŵ, dense GEMMs,
       FP8 simulated with current per-tensor scales (the tests' reference);
     - the *fast* path (``fast=True``; ``fast=None`` picks it for CUDA inputs): ŵ compressed
-      once per weight update (``prune_and_compress``, cached until ``weight._version`` or the
-      weight tensor changes; rebuilt every forward under ``torch.compile``), the 2:4 sparse GEMM
+      once per weight update (``prune_and_compress``, cached until the weight or β changes, see
+      :meth:`_weight_key`; rebuilt every forward under ``torch.compile``), the 2:4 sparse GEMM
       forward, the dense input-gradient GEMM, the fused MVUE-transpose-compress and the sparse
       weight-gradient GEMM; with ``fp8=True`` E4M3 x/ŵ and E5M2 gradients with delayed scaling
       from an amax history of ``amax_history_len`` steps (:mod:`s_ste.fp8_scaling`). It runs on
       the CPU too (the ops' CPU kernels), in ``layout`` ``"sm80"`` or ``"sm90"`` (default: from
       the GPU's compute capability; ``"sm90"`` on the CPU). A layer whose shape, dtype or
       device the kernels cannot take uses the semantic path, with a one-time warning naming it.
+
+    The cache sees every change made through ``weight``/``scale`` themselves (optimizer steps,
+    ``copy_``, in-place ops under ``no_grad``, ``weight.data = t``, ``load_state_dict``,
+    :meth:`reset_scale`, FSDP2's re-gathers), but not an in-place write through ``.data``
+    (``layer.weight.data.mul_(2)``: ``.data`` has a version counter of its own, so nothing
+    short of reading the weight would see it): call :meth:`invalidate_cache` after one.
+
+    Bad input: ``in_features``/``out_features`` must be positive (``in_features`` a multiple
+    of 4), ``seed`` an int64, the weight float32/bfloat16/float16 (float64 raises, at
+    construction or at the forward of a layer converted with ``.double()``). A NaN/Inf weight
+    gives a NaN (or Inf) output on every path, never a finite one; an Inf/NaN output gradient
+    (a loss-scaler overflow) gives non-finite weight gradients, so ``torch.amp.GradScaler``
+    skips the step; an empty batch gives an empty output and zero weight gradients. Loading a
+    state_dict with β not finite or ≤ 0 (while ``scale_ready``), or an FP8 amax that is not
+    finite or negative (other than the pending "none" marker −1), raises naming the key.
 
     MVUE draws are keyed by (seed + rank·2³², draw count): the count lives in ``mvue_rng`` on
     the CPU (so reading it is no device sync) and is written to the ``mvue_state`` buffer when
@@ -113,11 +153,16 @@ class SparseLinear(nn.Linear):
     ) -> None:
         if recipe not in RECIPES:
             raise ValueError(f"SparseLinear: recipe must be one of {RECIPES}, got {recipe!r}")
+        for arg, v in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ValueError(f"SparseLinear: {arg} must be a positive int, got {v!r}")
         if in_features % 4:
             raise ValueError(f"SparseLinear: in_features must be a multiple of 4 (2:4 groups), got {in_features}")
         if layout is not None and layout not in ops.LAYOUTS:
             raise ValueError(f"SparseLinear: layout must be one of {ops.LAYOUTS} or None, got {layout!r}")
+        _check_seed(seed)
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
+        _check_dtype(name or f"({in_features} -> {out_features})", self.weight.dtype)
         self.recipe, self.mvue, self.fp8, self.decay = recipe, mvue, fp8, decay
         self.fast, self.layout = fast, layout
         self.name = name or f"SparseLinear({in_features} -> {out_features})"
@@ -138,6 +183,7 @@ class SparseLinear(nn.Linear):
         self._warned = False
         self._cache: _Compressed | None = None
         self._cache_key: tuple | None = None
+        self._generation = 0  # bumped by invalidate_cache(): part of the cache key
         self.register_load_state_dict_post_hook(_sync_scale_flag)
         self.register_state_dict_pre_hook(_save_mvue_state)
         _register_step_hook()
@@ -148,6 +194,7 @@ class SparseLinear(nn.Linear):
         self.scale.copy_(ops.scale_factor(self._weight_oi().detach().contiguous()))
         self.scale_ready.fill_(True)
         self._scale_ready = True
+        self.invalidate_cache()  # (β's version moved too; say it outright)
 
     def _weight_oi(self) -> torch.Tensor:
         """The weight as [out_features, in_features], 2:4 groups along its rows (SparseConv1D stores it [in, out])."""
@@ -171,9 +218,27 @@ class SparseLinear(nn.Linear):
         self._cache = self._cache_key = None
         return self
 
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        # A checkpoint that would train wrong is refused, naming the key (loading may sync).
+        errors = _check_loaded_state(self, state_dict, prefix)
+        if errors:
+            error_msgs.extend(f"SparseLinear {self.name}: {e}" for e in errors)
+            return
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
     def __getstate__(self):
         state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
-        return {**state, "_cache": None, "_cache_key": None}
+        return {**state, "_cache": None, "_cache_key": None, "_sharded_weight": None}
+
+    def __setattr__(self, name, value):
+        if name == "weight" and _is_dtensor(value):
+            # FSDP2 swaps its sharded DTensor parameter in between forwards and an unsharded one
+            # (gathered through a tensor whose version it does not share) in for the forward:
+            # the sharded one's version is what moves when the weight is updated in place.
+            self.__dict__["_sharded_weight"] = value
+        super().__setattr__(name, value)
 
     # ---- the fast path ----
 
@@ -204,9 +269,8 @@ class SparseLinear(nn.Linear):
 
     def _compressed(self, dtype: torch.dtype, layout: str) -> _Compressed:
         """(values, meta, dense dgrad operand, FP8 scale) of the current weight, cached per update."""
-        w = self.weight
-        key = (id(w), w.data_ptr(), w._version, _OPTIMIZER_STEPS[0], dtype, layout, self.fp8)
         compiling = torch.compiler.is_compiling()  # dynamo cannot branch on _version: rebuild in graph
+        key = None if compiling else self._weight_key(dtype, layout)
         if not compiling and self._cache is not None and key == self._cache_key:
             return self._cache
         with torch.no_grad(), nvtx("prune_and_compress"):
@@ -217,18 +281,50 @@ class SparseLinear(nn.Linear):
                 src, beta = ops.hard_threshold_24(w)[0], None
             one = torch.ones((), dtype=torch.float32, device=w.device)
             if self.fp8:
-                fp8_scaling.push(self.fp8_amax_history, fp8_scaling.W, fp8_scaling.weight_amax(w, beta))
-                scale_w = fp8_scaling.scales(self.fp8_amax_history)[fp8_scaling.W]
+                amax_w = fp8_scaling.weight_amax(w, beta)
+                fp8_scaling.push(self.fp8_amax_history, fp8_scaling.W, amax_w)
+                # A non-finite weight must not saturate to a finite E4M3 (±448): a NaN scale makes ŵ NaN.
+                scale_w = fp8_scaling.nan_unless_finite(fp8_scaling.scales(self.fp8_amax_history)[fp8_scaling.W],
+                                                        amax_w)
                 values, meta = ops.prune_and_compress(src, (beta if beta is not None else one) * scale_w, layout, E4M3)
-                w_dgrad = ops.decompress(values, meta, layout).t().contiguous()
+                w_dgrad = ops.decompress(values, meta, layout, validate=False).t().contiguous()
             else:
                 scale_w = None
                 values, meta = ops.prune_and_compress(src, beta if beta is not None else one, layout, dtype)
-                w_dgrad = ops.decompress(values, meta, layout)
-        cache = _Compressed(values, meta, w_dgrad, scale_w)
+                w_dgrad = ops.decompress(values, meta, layout, validate=False)
+        cache = _Compressed(values, meta, w_dgrad, scale_w, self.weight.untyped_storage())
         if not compiling:
             self._cache, self._cache_key = cache, key
         return cache
+
+    def _weight_key(self, dtype: torch.dtype, layout: str) -> tuple:
+        """Everything host-visible that changes when the weight or β changes (no device sync).
+
+        - the weight: its tensor, storage address (the cache holds the storage, so an address
+          is never reused while it is the key) and version counter (in-place writes through
+          ``weight`` itself, ``copy_``, ``load_state_dict``);
+        - under FSDP2, the sharded DTensor parameter and its version (FSDP2 gathers the
+          unsharded weight through a tensor whose version counter it does not share), and
+          every optimizer step in the process;
+        - β: its tensor and version (``reset_scale``, a loaded or assigned ``scale``);
+        - ``invalidate_cache()`` calls, and the recipe and operand types.
+        """
+        w, beta = self.weight, self.scale
+        sharded = self.__dict__.get("_sharded_weight")
+        sharded_key = (id(sharded), sharded._version) if sharded is not None else None
+        return (id(w), w.data_ptr(), w._version, sharded_key, _OPTIMIZER_STEPS[0], id(beta), beta._version,
+                self._generation, self.recipe, dtype, layout, self.fp8)
+
+    def invalidate_cache(self) -> None:
+        """Rebuild the fast path's compressed weight at the next forward.
+
+        Needed only after writing the weight through ``weight.data`` in place (e.g.
+        ``layer.weight.data.mul_(2)``) or ``scale.data``: ``.data`` is a new tensor with a version
+        counter of its own, so such a write leaves nothing the cache can see without reading
+        the weight. Every other way of changing the weight or β is detected.
+        """
+        self._generation += 1
+        self._cache = self._cache_key = None
 
     def _fast_forward(self, x: torch.Tensor, dtype: torch.dtype, layout: str, rng: torch.Tensor,
                       recomputing: bool) -> torch.Tensor:
@@ -249,12 +345,13 @@ class SparseLinear(nn.Linear):
             else:
                 first_x, first_grad = not self._fp8_seen_x, backward and not self._fp8_seen_grad
                 self._fp8_replay = (first_x, first_grad)
+            empty = x2.shape[0] == 0  # no tokens: no amax to learn from, the first step is still to come
             hist, amax = self.fp8_amax_history, self.fp8_amax_pending
             if not recomputing:  # the recompute must cast with the scales of the original forward
                 fp8_scaling.fold(hist, amax)
             s = fp8_scaling.scales(hist)
             s_x = s[fp8_scaling.X]
-            if first_x:  # first step: the current amax of x
+            if first_x and not empty:  # first step: the current amax of x
                 s_x = fp8_scaling.scale_from_amax(x2.detach().abs().amax(), FP8_MAX[E4M3])
             scales = torch.stack([s_x, c.scale_w, s[fp8_scaling.GRAD], s[fp8_scaling.GRAD_MVUE]])
         bias = self.bias
@@ -266,8 +363,8 @@ class SparseLinear(nn.Linear):
                                    pad_to, self.mvue and self.training, need_wgrad, first_grad, decay)
         if self.fp8:
             with torch.no_grad():
-                amax[fp8_scaling.X] = amax_x
-            if not recomputing:
+                amax[fp8_scaling.X] = fp8_scaling.clean(amax_x)
+            if not recomputing and not empty:
                 self._fp8_seen_x = True
                 self._fp8_seen_grad = self._fp8_seen_grad or backward
             y = y.to(dtype)  # the FP8 GEMMs write bf16; the layer returns its compute dtype
@@ -289,13 +386,14 @@ class SparseLinear(nn.Linear):
         return rng
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        device_type = x.device.type
+        autocast = torch.is_autocast_enabled(device_type)
+        dtype = torch.get_autocast_dtype(device_type) if autocast else x.dtype
+        self._check_input(x, dtype)
         # β is computed at the first forward, training or not (so eval before training and
         # to_inference agree), and then stays fixed.
         if self.recipe == "s-ste" and not self._scale_ready:
             self.reset_scale()
-        device_type = x.device.type
-        autocast = torch.is_autocast_enabled(device_type)
-        dtype = torch.get_autocast_dtype(device_type) if autocast else x.dtype
         # Auto mode leaves a "dense"-recipe layer (an ablation, no 2:4 weight) on the semantic path quietly.
         if self.fast or (self.fast is None and x.is_cuda and self.recipe != "dense"):
             layout, why = self._fast_layout(x, dtype)
@@ -315,6 +413,16 @@ class SparseLinear(nn.Linear):
         rng = self._next_rng(_recomputing())
         return sparse_linear_train(x, w_hat, bias, rng, self.mvue and self.training, self.fp8)
 
+    def _check_input(self, x: torch.Tensor, dtype: torch.dtype) -> None:
+        # Host-side checks only (dtype, shape): a clear error instead of one deep in a kernel.
+        _check_dtype(self.name, self.weight.dtype)  # (a layer converted with .double())
+        if dtype not in _DTYPES:
+            raise TypeError(f"SparseLinear {self.name}: input dtype {dtype} is unsupported (float32, bfloat16 "
+                            "or float16, or autocast to one of them)")
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(f"SparseLinear {self.name}: input must have shape [..., {self.in_features}] "
+                             f"(in_features), got {tuple(x.shape)}")
+
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, recipe={self.recipe!r}, mvue={self.mvue}, fp8={self.fp8}"
 
@@ -326,7 +434,25 @@ def _sync_scale_flag(module: SparseLinear, incompatible_keys) -> None:
     if module.fp8:
         seen = (module.fp8_amax_history.amax(dim=1) > 0).tolist()
         module._fp8_seen_x, module._fp8_seen_grad = seen[fp8_scaling.X], seen[fp8_scaling.GRAD]
-    module._cache = module._cache_key = None
+    module.invalidate_cache()
+
+
+def _check_loaded_state(module: SparseLinear, state_dict, prefix: str) -> list[str]:
+    """Why a state_dict must not be loaded into `module` (β ≤ 0 or not finite while marked ready,
+    a bad FP8 amax), one message per key; [] when it is fine."""
+    errors = []
+    scale, ready = state_dict.get(prefix + "scale"), state_dict.get(prefix + "scale_ready")
+    if ready is None:
+        ready = module.scale_ready
+    if isinstance(scale, torch.Tensor) and not scale.is_meta and scale.numel() == 1 and not ready.is_meta:
+        beta = scale.detach().float().reshape(())
+        if bool(ready) and not (torch.isfinite(beta) and beta > 0):
+            errors.append(f"{prefix}scale: β = {beta.item()} with scale_ready set; β is finite and > 0 "
+                          "(a diverged checkpoint?)")
+    if module.fp8:
+        errors += fp8_scaling.check_state(state_dict.get(prefix + "fp8_amax_history"),
+                                          state_dict.get(prefix + "fp8_amax_pending"), prefix)
+    return errors
 
 
 def _save_mvue_state(module: SparseLinear, prefix: str, keep_vars: bool) -> None:

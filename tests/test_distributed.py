@@ -80,6 +80,8 @@ def worker(rank: int, rendezvous: str, fast: bool, out: str) -> None:
                 v = v.full_tensor() if hasattr(v, "full_tensor") else v  # FSDP2: DTensor shards
                 state[k] = v.detach().clone()
             results[engine] = state
+            if engine == "fsdp2" and fast:
+                results["fsdp2_cache"] = fsdp2_cache_checks(model, net)
         if rank == 0:
             torch.save(results, out)  # (a file: tensors through an mp queue need the sender alive)
         dist.barrier()
@@ -88,6 +90,31 @@ def worker(rank: int, rendezvous: str, fast: bool, out: str) -> None:
     # Skip the interpreter's teardown: c10d/gloo threads destroyed there now and then abort the
     # process ("terminate called without an active exception", SIGABRT) after all work is done.
     os._exit(0)
+
+
+def fsdp2_cache_checks(model: nn.Module, net: nn.Module) -> list:
+    """(how, FSDP2 output, unsharded reference output) after each way of changing a weight
+    outside the optimizer: the fast path's compressed-weight cache must see every one."""
+    x = torch.randn(4, 16, D, generator=torch.Generator().manual_seed(5))
+    out = []
+
+    def compare(how):
+        full = {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).detach().clone()
+                for k, v in model.state_dict().items()}
+        ref = make_model(True)
+        ref.load_state_dict(full)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            out.append((how, net(x).float(), ref(x).float()))
+
+    compare("trained")
+    with torch.no_grad():
+        model[0].weight.mul_(0.5)  # the sharded DTensor parameter, in place
+    compare("no_grad mul_ of the sharded parameter")
+    state = model.state_dict()
+    state["2.weight"] = state["2.weight"] * 2.0
+    model.load_state_dict(state)
+    compare("load_state_dict")
+    return out
 
 
 fast_ops = hasattr(torch.ops.s_ste, "mvue_24_t_compress") and hasattr(torch.ops.s_ste, "quantize_fp8_scaled")
@@ -102,6 +129,8 @@ def test_ddp_and_fsdp2_match_one_process(fast, tmp_path):
     mp.start_processes(worker, args=(rendezvous, fast, out), nprocs=WORLD, start_method="spawn", join=True)
     results = torch.load(out)
     expect = reference(fast)
+    for how, got, want in results.pop("fsdp2_cache", []):
+        assert torch.equal(got, want), f"FSDP2, stale compressed weight after {how}"
     for engine, state in results.items():
         assert state.keys() == expect.keys()
         for k, v in expect.items():
