@@ -554,8 +554,8 @@ def seed_notes(runs: list[dict], recipes: list[str], cfg: GPTConfig, a: Args, se
     order = " < ".join(r["recipe"] for r in sorted(summary, key=lambda r: r["final_val_loss"]))
     lines = config_notes(runs, cfg, a, *corpus) + [
         f"Seeds: {seeds} (each seed sets the initial weights, the data order and the MVUE draws; every recipe of a "
-        f"seed starts from the same weights and sees the same batches; the train/validation split is fixed by "
-        f"--seed {a.seed}). se: standard error of the mean over seeds (sample std / √n). Δ (paired): mean over "
+        f"seed starts from the same weights and sees the same batches; the train/validation split is that of "
+        f"split seed {a.seed}). se: standard error of the mean over seeds (sample std / √n). Δ (paired): mean over "
         "seeds of the per-seed difference of final validation loss to dense / to ste, ± its standard error.",
         f"Machine: {machine()}; torch {torch.__version__}; wall time of the whole run {wall_s / 60:.1f} min "
         f"({len(runs)} training runs).",
@@ -599,7 +599,16 @@ def main() -> None:
                    help="ablation: sparse layers without MVUE on the output gradient")
     p.add_argument("--hf", choices=["gpt2", "llama"], default=None,
                    help="pre-train the Hugging Face model class of the same size (tiny config built here)")
+    p.add_argument("--split-seed", type=int, default=None,
+                   help="seed of the train/validation split (default --seed): runs of other seeds split alike")
+    p.add_argument("--merge", nargs="+", metavar="JSON", default=None,
+                   help="train nothing: combine results files of the same configuration (seed runs made by "
+                        "separate processes) into <results-dir>/<name>.{md,json,png}")
+    p.add_argument("--wall-s", type=float, default=None, help="--merge: the wall time to report (seconds)")
     args = p.parse_args()
+    if args.merge:
+        merge(args.merge, args.results_dir or common.RESULTS, args.name or "pretrain_seeds", args.wall_s)
+        return
     if args.seeds < 1:
         p.error(f"--seeds must be >= 1, got {args.seeds}")
 
@@ -637,8 +646,9 @@ def main() -> None:
         p.error("--tiny never writes into bench/results: pick another --results-dir")
     common.RESULTS = out_dir
 
-    train_data, val_data, files = load_corpus(args.seed, max_files=args.max_files)
-    a = Args(args.steps, args.batch, args.lr, args.warmup, args.eval_every, args.eval_batches, args.seed,
+    split_seed = args.seed if args.split_seed is None else args.split_seed
+    train_data, val_data, files = load_corpus(split_seed, max_files=args.max_files)
+    a = Args(args.steps, args.batch, args.lr, args.warmup, args.eval_every, args.eval_batches, split_seed,
              args.all_linears, args.compile, args.mvue, args.hf)
     if rank == 0:
         print(f"corpus: {files} files, {len(train_data) / 1e6:.1f} MB train / {len(val_data) / 1e6:.1f} MB val; "
@@ -647,7 +657,7 @@ def main() -> None:
     what = {None: "byte-level GPT", "gpt2": "HF GPT-2", "llama": "HF Llama"}[args.hf]
     corpus = (files, len(train_data), len(val_data))
     t_start = time.perf_counter()
-    seeds = [args.seed + i for i in range(args.seeds)]
+    seeds = [args.seed + i for i in range(args.seeds)]  # (a.seed: the split's; each run gets its own)
     rows = []
     for seed in seeds:  # seed-major: a run cut short still holds whole seeds
         for recipe in recipes:
@@ -690,8 +700,47 @@ def write_all(rows: list[dict], title: str, out_dir: str, name: str, notes_args:
         print(f"wrote {out_dir}/{name}.md, {name}.json, {name}_curves.json" + (f", {name}.png" if png else ""))
 
 
+def load_runs(path: str) -> tuple[list[dict], dict | None]:
+    """(runs with their curves, the config or None) of a results JSON: --seeds format or one-seed format."""
+    with open(path) as f:
+        data = json.load(f)
+    with open(path[:-len(".json")] + "_curves.json") as f:
+        curves = json.load(f)
+    if isinstance(data, dict):
+        return [{**r, "curve": curves[f"{r['recipe']}/{r['seed']}"]} for r in data["runs"]], data["config"]
+    return [{**r, "curve": curves[r["recipe"]]} for r in data], None
+
+
+def merge(paths: list[str], out_dir: str, name: str, wall_s: float | None) -> None:
+    """One --seeds report from results files of the same configuration (the first must be in --seeds format)."""
+    runs, config = [], None
+    for path in paths:
+        part, conf = load_runs(path)
+        config = config or conf
+        runs += part
+    if config is None:
+        raise SystemExit("--merge: the first file must be a --seeds results file (it holds the configuration)")
+    cfg = GPTConfig(**{f.name: config[f.name] for f in dataclasses.fields(GPTConfig)})
+    a = Args(**{f.name: config[f.name] for f in dataclasses.fields(Args)})
+    keys = {(r["recipe"], r["seed"]) for r in runs}
+    bad = [r["recipe"] for r in runs if (r["steps"], r["params"], r["model"]) != (a.steps, config["params"],
+                                                                                   a.hf or "gpt")]
+    if bad or len(keys) != len(runs):
+        raise SystemExit(f"--merge: runs of another configuration {bad} or repeated (recipe, seed) pairs")
+    seeds = sorted({r["seed"] for r in runs})
+    recipes = [r for r in RECIPES if any(x["recipe"] == r for x in runs)]
+    what = {None: "byte-level GPT", "gpt2": "HF GPT-2", "llama": "HF Llama"}[a.hf]
+    done = all((r, s) in keys for r in recipes for s in seeds)
+    title = f"S-STE pre-training comparison: {what} on the Python stdlib, {len(seeds)} seeds" + (
+        "" if done else " [PARTIAL]")
+    corpus = (config["files"], config["train_bytes"], config["val_bytes"])
+    write_seeds(runs, recipes, title, out_dir, name, cfg, a, seeds, corpus,
+                wall_s if wall_s is not None else config["wall_s"], quiet=False,
+                merged=[os.path.basename(p) for p in paths])
+
+
 def write_seeds(runs: list[dict], recipes: list[str], title: str, out_dir: str, name: str, cfg: GPTConfig, a: Args,
-                seeds: list[int], corpus: tuple, wall_s: float, quiet: bool) -> None:
+                seeds: list[int], corpus: tuple, wall_s: float, quiet: bool, merged: list[str] | None = None) -> None:
     """<name>.md (mean ± se table, configuration, per-seed table), <name>.json ({summary, runs, config,
     environment}), <name>_curves.json ("recipe/seed" -> curves) and <name>.png (error bars) in out_dir."""
     os.makedirs(out_dir, exist_ok=True)
@@ -703,11 +752,14 @@ def write_seeds(runs: list[dict], recipes: list[str], title: str, out_dir: str, 
     md = (f"# {title}\n\n{env['device']}, torch {env['torch']}, CUDA {env['cuda']}, commit {env['commit']}, "
           f"{env['date']}\n\n{seed_stats.markdown_table(summary)}\n"
           f"{seed_notes(runs, recipes, cfg, a, seeds, corpus, wall_s, f'{name}.png' if png else None)}\n")
+    if merged:
+        md += (f"\nMerged (--merge) from {', '.join(merged)}: seed runs made by separate processes running at "
+               "the same time.\n")
     with open(os.path.join(out_dir, f"{name}.md"), "w") as f:
         f.write(md)
     config = {**dataclasses.asdict(cfg), **dataclasses.asdict(a), "seeds": seeds, "files": corpus[0],
               "train_bytes": corpus[1], "val_bytes": corpus[2], "params": runs[0]["params"], "machine": machine(),
-              "wall_s": wall_s}
+              "wall_s": wall_s, "merged": merged}
     with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
         json.dump({"summary": summary, "recipes": recipes, "config": config, "environment": env,
                    "runs": [{k: v for k, v in r.items() if k != "curve"} for r in runs]}, f, indent=1)
