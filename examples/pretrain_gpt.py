@@ -549,7 +549,7 @@ def machine() -> str:
 
 
 def seed_notes(runs: list[dict], recipes: list[str], cfg: GPTConfig, a: Args, seeds: list[int], corpus: tuple,
-               wall_s: float, png: str | None) -> str:
+               wall_s: float, png: str | None, machine_line: str | None = None) -> str:
     summary = seed_stats.summarize(runs, recipes)
     order = " < ".join(r["recipe"] for r in sorted(summary, key=lambda r: r["final_val_loss"]))
     lines = config_notes(runs, cfg, a, *corpus) + [
@@ -557,7 +557,7 @@ def seed_notes(runs: list[dict], recipes: list[str], cfg: GPTConfig, a: Args, se
         f"seed starts from the same weights and sees the same batches; the train/validation split is that of "
         f"split seed {a.seed}). se: standard error of the mean over seeds (sample std / √n). Δ (paired): mean over "
         "seeds of the per-seed difference of final validation loss to dense / to ste, ± its standard error.",
-        f"Machine: {machine()}; torch {torch.__version__}; wall time of the whole run {wall_s / 60:.1f} min "
+        f"Machine: {machine_line or machine()}; torch {torch.__version__}; wall time of the whole run {wall_s / 60:.1f} min "
         f"({len(runs)} training runs).",
         f"Order of the mean final validation loss: {order} (the paper expects dense ≤ s-ste < sr-ste ≤ ste).",
         "## Final validation loss per recipe and seed\n\n" + seed_stats.per_seed_table(runs, recipes),
@@ -736,30 +736,32 @@ def merge(paths: list[str], out_dir: str, name: str, wall_s: float | None) -> No
     corpus = (config["files"], config["train_bytes"], config["val_bytes"])
     write_seeds(runs, recipes, title, out_dir, name, cfg, a, seeds, corpus,
                 wall_s if wall_s is not None else config["wall_s"], quiet=False,
-                merged=[os.path.basename(p) for p in paths])
+                merged=[os.path.basename(p) for p in paths], machine_line=config["machine"])
 
 
 def write_seeds(runs: list[dict], recipes: list[str], title: str, out_dir: str, name: str, cfg: GPTConfig, a: Args,
-                seeds: list[int], corpus: tuple, wall_s: float, quiet: bool, merged: list[str] | None = None) -> None:
+                seeds: list[int], corpus: tuple, wall_s: float, quiet: bool, merged: list[str] | None = None,
+                machine_line: str | None = None) -> None:
     """<name>.md (mean ± se table, configuration, per-seed table), <name>.json ({summary, runs, config,
     environment}), <name>_curves.json ("recipe/seed" -> curves) and <name>.png (error bars) in out_dir."""
     os.makedirs(out_dir, exist_ok=True)
     png = seed_stats.plot(runs, recipes, os.path.join(out_dir, f"{name}.png"))
     summary = seed_stats.summarize(runs, recipes)
+    text = seed_notes(runs, recipes, cfg, a, seeds, corpus, wall_s, f"{name}.png" if png else None, machine_line)
     env = common.environment()
     if env["commit"] == "unknown":  # a results dir outside the repository: name the code's commit
         env["commit"] = code_commit()
     md = (f"# {title}\n\n{env['device']}, torch {env['torch']}, CUDA {env['cuda']}, commit {env['commit']}, "
           f"{env['date']}\n\n{seed_stats.markdown_table(summary)}\n"
-          f"{seed_notes(runs, recipes, cfg, a, seeds, corpus, wall_s, f'{name}.png' if png else None)}\n")
+          f"{text}\n")
     if merged:
         md += (f"\nMerged (--merge) from {', '.join(merged)}: seed runs made by separate processes running at "
                "the same time.\n")
     with open(os.path.join(out_dir, f"{name}.md"), "w") as f:
         f.write(md)
     config = {**dataclasses.asdict(cfg), **dataclasses.asdict(a), "seeds": seeds, "files": corpus[0],
-              "train_bytes": corpus[1], "val_bytes": corpus[2], "params": runs[0]["params"], "machine": machine(),
-              "wall_s": wall_s, "merged": merged}
+              "train_bytes": corpus[1], "val_bytes": corpus[2], "params": runs[0]["params"],
+              "machine": machine_line or machine(), "wall_s": wall_s, "merged": merged}
     with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
         json.dump({"summary": summary, "recipes": recipes, "config": config, "environment": env,
                    "runs": [{k: v for k, v in r.items() if k != "curve"} for r in runs]}, f, indent=1)

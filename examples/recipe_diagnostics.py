@@ -79,10 +79,28 @@ def run(out: str, base: list[str], only: set[str], variant_seeds: int) -> None:
 
 
 def load(path: str) -> dict:
+    """{runs, config (None for a one-seed file), complete} of a pretrain_gpt.py results JSON."""
     with open(path) as f:
         data = json.load(f)
-    data["complete"] = "[PARTIAL]" not in open(path.replace(".json", ".md")).read()
+    if isinstance(data, list):  # the one-seed format: a list of rows
+        data = {"runs": data, "config": None}
+    with open(path.replace(".json", ".md")) as f:
+        data["complete"] = "[PARTIAL]" not in f.read()
     return data
+
+
+def load_variants(out: str) -> dict[str, dict]:
+    """Every variant in `out`, the files of one variant (<name>.json, <name>_seed<N>.json) together."""
+    variants: dict[str, dict] = {}
+    for f in sorted(os.listdir(out)):
+        if not f.endswith(".json") or f.endswith("_curves.json"):
+            continue
+        d = load(os.path.join(out, f))
+        v = variants.setdefault(f[:-5].split("_seed")[0], {"runs": [], "config": None, "complete": True})
+        v["runs"] += d["runs"]
+        v["config"] = v["config"] or d["config"]
+        v["complete"] &= d["complete"]
+    return variants
 
 
 def beta_table(main: dict) -> str:
@@ -128,20 +146,30 @@ def flip_table(main: dict, curves: dict) -> str:
     return head + body
 
 
-def gap_row(name: str, data: dict) -> str:
+def setting(name: str, c: dict | None) -> str:
+    return f"lr {c['lr']:g}, warm-up {c['warmup']}, mvue {c['mvue']}" if c else name
+
+
+def gap_row(name: str, data: dict, main: dict) -> str:
     table = seed_stats.by_recipe_and_seed(data["runs"])
     gap, se = seed_stats.paired(table, "s-ste", "ste")
-    c = data["config"]
+    # The variant's effect on each recipe, paired with the main run's runs of the same seeds.
+    both = {**{f"main {k}": v for k, v in seed_stats.by_recipe_and_seed(main["runs"]).items()}, **table}
+    effect = {k: seed_stats.paired(both, k, f"main {k}") for k in ("ste", "s-ste")} if data is not main else {}
     loss = {k: seed_stats.mean_se([r["final_val_loss"] for r in table[k].values()]) for k in ("ste", "s-ste")
             if k in table}
     n = len(set(table.get("ste", {})) & set(table.get("s-ste", {})))
-    return (f"| {name} | lr {c['lr']:g}, warm-up {c['warmup']}, mvue {c['mvue']} | {n} "
+    return (f"| {name} | {setting(name, data['config'])} | {n} "
             f"| {seed_stats.pm(*loss.get('ste', (None, None)))} | {seed_stats.pm(*loss.get('s-ste', (None, None)))} "
-            f"| {seed_stats.pm(gap, se, signed=True)} |{'' if data['complete'] else ' partial'}\n")
+            f"| {seed_stats.pm(gap, se, signed=True)} "
+            f"| {seed_stats.pm(*effect.get('ste', (None, None)), signed=True)} "
+            f"| {seed_stats.pm(*effect.get('s-ste', (None, None)), signed=True)} |"
+            f"{'' if data['complete'] else ' partial'}\n")
 
 
 def report(main_path: str, out: str) -> None:
     main = load(main_path)
+    main["config"]["seeds"] = sorted({r["seed"] for r in main["runs"]})
     with open(main_path.replace(".json", "_curves.json")) as f:
         curves = json.load(f)
     print("### β per layer (mean over seeds)\n")
@@ -149,11 +177,11 @@ def report(main_path: str, out: str) -> None:
     print("### Flip rates (mean ± se over seeds)\n")
     print(flip_table(main, curves))
     print("### The s-ste − ste gap under ablations (paired over the seeds each variant ran)\n")
-    print("| variant | setting | seeds | ste final val loss | s-ste final val loss | s-ste − ste (paired) |\n"
-          "|---|---|---|---|---|---|")
-    print(gap_row("main run", main), end="")
-    for name in sorted(f[:-5] for f in os.listdir(out) if f.endswith(".json") and not f.endswith("_curves.json")):
-        print(gap_row(name, load(os.path.join(out, f"{name}.json"))), end="")
+    print("| variant | setting | seeds | ste final val loss | s-ste final val loss | s-ste − ste (paired) "
+          "| effect on ste (variant − main, paired) | effect on s-ste (paired) |\n|---|---|---|---|---|---|---|---|")
+    print(gap_row("main run", main, main), end="")
+    for name, data in load_variants(out).items():
+        print(gap_row(name, data, main), end="")
 
 
 def main() -> None:
