@@ -60,6 +60,23 @@ def test_pretrain_gpt_seeds_mean_and_standard_error(tmp_path):
     assert "| s-ste | 2 |" in md and "seed 1338" in md and "parameters" in md and "wall time" in md
     assert data["config"]["seeds"] == [1337, 1338] and data["config"]["steps"] == 4
 
+    # A seed run by another process on the same split (--split-seed) is the same run, bit for bit.
+    run(["examples/pretrain_gpt.py", "--tiny", "--recipes", "dense,ste,s-ste", "--seed", "1338",
+         "--split-seed", "1337", "--steps", "4", "--eval-every", "2", "--layers", "1", "--name", "one", "--results-dir", str(tmp_path)], tmp_path)
+    one = json.loads((tmp_path / "one.json").read_text())
+    assert {r["recipe"]: r["final_val_loss"] for r in one} == {k: v for (k, s), v in by.items() if s == 1338}
+    # --merge: the same report from the files; a (recipe, seed) pair twice is refused.
+    run(["examples/pretrain_gpt.py", "--merge", str(tmp_path / "cmp.json"), "--name", "merged",
+         "--results-dir", str(tmp_path)], tmp_path)
+    merged = json.loads((tmp_path / "merged.json").read_text())
+    assert merged["summary"] == data["summary"]
+    assert "Merged (--merge) from cmp.json" in (tmp_path / "merged.md").read_text()
+    env = {**os.environ, "PYTHONPATH": ROOT, "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, "examples/pretrain_gpt.py", "--merge", str(tmp_path / "cmp.json"),
+                           str(tmp_path / "one.json"), "--results-dir", str(tmp_path)], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "repeated (recipe, seed)" in proc.stderr
+
 
 def test_pretrain_gpt_hf_gpt2_and_llama_train_with_a_sparse_ffn():
     """--hf: transformers' GPT-2 / Llama of the GPT's size, FFN sparsified by include="ffn", two steps (in process)."""
