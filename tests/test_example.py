@@ -62,7 +62,8 @@ def test_pretrain_gpt_seeds_mean_and_standard_error(tmp_path):
 
     # A seed run by another process on the same split (--split-seed) is the same run, bit for bit.
     run(["examples/pretrain_gpt.py", "--tiny", "--recipes", "dense,ste,s-ste", "--seed", "1338",
-         "--split-seed", "1337", "--steps", "4", "--eval-every", "2", "--layers", "1", "--name", "one", "--results-dir", str(tmp_path)], tmp_path)
+         "--split-seed", "1337", "--steps", "4", "--eval-every", "2", "--layers", "1", "--name", "one",
+         "--results-dir", str(tmp_path)], tmp_path)
     one = json.loads((tmp_path / "one.json").read_text())
     assert {r["recipe"]: r["final_val_loss"] for r in one} == {k: v for (k, s), v in by.items() if s == 1338}
     # --merge: the same report from the files; a (recipe, seed) pair twice is refused.
