@@ -412,3 +412,36 @@ def test_grad_scaler_skips_an_overflowed_step(fast, fp8):
         holder_ = nn.ModuleDict({"fc1": make("s-ste", fast=fast, fp8=fp8)})
         holder_["fc1"].load_state_dict(layer.state_dict())
         assert torch.isfinite(layer.fp8_amax_pending).all()
+
+
+@requires_fast_ops
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
+@pytest.mark.filterwarnings("ignore:FSDP2-wrapped module")
+def test_fsdp2_sharded_parameter_update_changes_the_cache_key(tmp_path, monkeypatch):
+    """FSDP2 (one rank, in process): the unsharded weight FSDP2 gathers into need not show an
+    in-place change of the sharded DTensor parameter (same id; on two ranks the same version,
+    and the same address whenever the allocator hands the block back): the key must move
+    through the sharded parameter's version."""
+    import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rdv'}", rank=0, world_size=1)
+    try:
+        layer = fast_layer()
+        keys = []
+        real = type(layer)._weight_key
+        monkeypatch.setattr(type(layer), "_weight_key", lambda self, *a: keys.append(real(self, *a)) or keys[-1])
+        root = nn.Sequential(layer)
+        fully_shard(layer)  # (not the root: resharded after each forward)
+        fully_shard(root)
+        x = bf16(8, FK, seed=1)
+        a = forward(root, x, autocast=True)
+        with torch.no_grad():
+            layer.weight.mul_(0.5)  # between forwards: the sharded DTensor parameter
+        assert type(layer.weight).__name__ == "DTensor"
+        b = forward(root, x, autocast=True)
+        sharded0, sharded1 = keys[0][3], keys[1][3]
+        assert sharded0 is not None and sharded0 != sharded1, "the sharded parameter's version is in the key"
+        assert keys[0] != keys[1]
+        assert torch.allclose(b, a * 0.5 + layer.bias.float().full_tensor() * 0.5, rtol=2e-2, atol=2e-2)
+    finally:
+        dist.destroy_process_group()
