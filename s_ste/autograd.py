@@ -62,6 +62,7 @@ def fake_quantize(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 @torch.library.custom_op("s_ste::sparse_weight", mutates_args=())
 def sparse_weight(w: torch.Tensor, scale: torch.Tensor, recipe: str, decay: float) -> tuple[torch.Tensor, torch.Tensor]:
+    ops.check_same_device("sparse_weight", w=w, scale=scale)
     if recipe == "s-ste":
         # Threshold in float32 and round once, as prune_and_compress does.
         pruned, mask = ops.soft_threshold_24(w.float().contiguous())
@@ -73,6 +74,7 @@ def sparse_weight(w: torch.Tensor, scale: torch.Tensor, recipe: str, decay: floa
 
 @sparse_weight.register_fake
 def _sparse_weight_fake(w, scale, recipe, decay):
+    ops.check_same_device("sparse_weight", w=w, scale=scale)
     # Contiguous whatever w's strides: the kernels run on w.contiguous().
     return w.new_empty(w.shape), w.new_empty(w.shape, dtype=torch.bool)
 
@@ -102,6 +104,7 @@ sparse_weight.register_autograd(_sparse_weight_backward, setup_context=_sparse_w
 def sparse_linear_train(
     x: torch.Tensor, w_hat: torch.Tensor, bias: Optional[torch.Tensor], rng: torch.Tensor, mvue: bool, fp8: bool
 ) -> torch.Tensor:
+    ops.check_same_device("sparse_linear_train", x=x, w_hat=w_hat, bias=bias)  # rng lives on the CPU
     if fp8:
         x, w_hat = fake_quantize(x, FORWARD_FP8), fake_quantize(w_hat, FORWARD_FP8)
     return F.linear(x, w_hat, bias)
@@ -109,6 +112,7 @@ def sparse_linear_train(
 
 @sparse_linear_train.register_fake
 def _sparse_linear_train_fake(x, w_hat, bias, rng, mvue, fp8):
+    ops.check_same_device("sparse_linear_train", x=x, w_hat=w_hat, bias=bias)
     return x.new_empty((*x.shape[:-1], w_hat.shape[0]))
 
 
@@ -197,6 +201,7 @@ def fast_linear(
     the weight gradient: the saved operand), y = bf16(x_q·ŵ_qᵀ/(s_x·s_w) + b); amax = max|x|.
     `weight`, `w_dgrad`, `rng`, `amax`, `mvue`, `first`, `decay` are for the backward.
     """
+    _fast_linear_devices(x, weight, values, meta, w_dgrad, bias, scales, amax)
     T = x.shape[0]
     if T == 0:  # an empty batch: no GEMM, no amax (−1: none this step)
         return _empty_forward(x, values, layout, need_wgrad, pad_to)
@@ -217,6 +222,11 @@ def fast_linear(
     return y, q_t, amax_x
 
 
+def _fast_linear_devices(x, weight, values, meta, w_dgrad, bias, scales, amax):
+    ops.check_same_device("fast_linear", x=x, weight=weight, values=values, meta=meta, w_dgrad=w_dgrad, bias=bias,
+                          scales=scales, amax=amax)  # rng lives on the CPU
+
+
 def _empty_forward(x, values, layout, need_wgrad, pad_to):
     N, K = values.shape[0], x.shape[1]
     none = x.new_full((), -1.0, dtype=torch.float32)
@@ -229,6 +239,7 @@ def _empty_forward(x, values, layout, need_wgrad, pad_to):
 @fast_linear.register_fake
 def _fast_linear_fake(x, weight, values, meta, w_dgrad, bias, rng, scales, amax, layout, pad_to, mvue, need_wgrad,
                       first, decay):
+    _fast_linear_devices(x, weight, values, meta, w_dgrad, bias, scales, amax)
     T, K = x.shape
     N = values.shape[0]
     if values.dtype not in FP8_VALUE_DTYPES:

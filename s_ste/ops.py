@@ -166,6 +166,17 @@ def _check(op: str, *args) -> None:
     s_ste_cuda.check_args(op, *(_spec(a) if isinstance(a, torch.Tensor) else a for a in args))
 
 
+def check_same_device(op: str, **tensors: torch.Tensor | None) -> None:
+    """Raise the C++ checks' error when the given tensors are not all on one device (the
+    layer's own custom ops call it in their real and fake kernels)."""
+    named = [(n, t) for n, t in tensors.items() if isinstance(t, torch.Tensor)]
+    for name, t in named[1:]:
+        ref_name, ref = named[0]
+        if t.device != ref.device:
+            raise ValueError(f"{op}: {name} is on {t.device} but {ref_name} is on {ref.device}; "
+                             "move them to one device")
+
+
 def _meta_numel(layout: str, rows: int, K: int, value_dtype: torch.dtype) -> int:
     if layout == "sm80":
         return rows * (K // 16)
@@ -256,3 +267,5 @@ def _sparse_linear_fake(x, values, meta, bias=None, layout="sm80", alpha=None):
     dtype = torch.bfloat16 if values.dtype in FP8_DTYPES else x.dtype
     return x.new_empty((*x.shape[:-1], values.shape[0]), dtype=dtype)
 
+
+from . import op_autograd  # noqa: E402,F401  (registers the autograd formulas of the ops above)

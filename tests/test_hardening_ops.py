@@ -236,3 +236,20 @@ def test_seed_outside_int64_is_a_clear_error(seed):
 
 def test_int64_extremes_are_accepted():
     s_ste.mvue_24(W, 2**63 - 1, -(2**63))
+
+
+# ---- the layer's own custom ops: a meta argument beside CPU ones is named, never garbage ----
+
+def test_layer_ops_name_a_meta_argument():
+    from s_ste import autograd  # noqa: F401  (registers the layer ops)
+    w = randn(32, 32)
+    meta_one = torch.ones((), device=META)
+    with pytest.raises(ValueError, match="sparse_weight: scale is on meta but w is on cpu"):
+        ops.sparse_weight(w, meta_one, "s-ste", 0.0)
+    x = randn(4, 32)
+    with pytest.raises(ValueError, match="sparse_linear_train: bias is on meta but x is on cpu"):
+        ops.sparse_linear_train(x, w, torch.zeros(32, device=META), torch.tensor([0, 0]), False, False)
+    v, m = ops.prune_and_compress(w.bfloat16(), BETA, "sm90")
+    with pytest.raises(ValueError, match="fast_linear: w_dgrad is on meta but x is on cpu"):
+        ops.fast_linear(x.bfloat16(), w, v, m, w.bfloat16().to(META), None, torch.tensor([0, 0]), None, None,
+                        "sm90", 32, False, False, False, 0.0)
