@@ -67,49 +67,49 @@ BF16, E4M3, E5M2 = torch.bfloat16, torch.float8_e4m3fn, torch.float8_e5m2
 # ---------------------------------------------------------------- the dense FP8 baseline
 
 class _DenseFp8(torch.autograd.Function):
-    """y = x wᵀ with E4M3 x, w and E5M2 g on torch._scaled_mm; scales given (delayed scaling)."""
+    """y = x wᵀ with E4M3 x, w and E5M2 g on torch._scaled_mm, with the scales of an Fp8Step (delayed scaling)."""
 
     @staticmethod
-    def forward(ctx, x, w, s, amax):
-        xq, xq_t, amax_x = ops.quantize_fp8_scaled(x, s[0].reshape(1), E4M3, transpose=True)
-        wq, wq_t, _ = ops.quantize_fp8_scaled(w, s[1].reshape(1), E4M3, transpose=True)
+    def forward(ctx, x, w, step):
+        s = step.scales
+        xq, xq_t, amax_x = ops.quantize_fp8_scaled(x, s[fp8_scaling.X].reshape(1), E4M3, transpose=True)
+        wq, wq_t, _ = ops.quantize_fp8_scaled(w, s[fp8_scaling.W].reshape(1), E4M3, transpose=True)
         inv = s.reciprocal()
-        y = torch._scaled_mm(xq, wq.t(), scale_a=inv[0], scale_b=inv[1], out_dtype=BF16)
-        amax[0] = amax_x
+        y = torch._scaled_mm(xq, wq.t(), scale_a=inv[fp8_scaling.X], scale_b=inv[fp8_scaling.W], out_dtype=BF16)
         ctx.save_for_backward(xq_t, wq_t, inv)
-        ctx.amax, ctx.s = amax, s
-        return y
+        ctx.step = step
+        ctx.mark_non_differentiable(amax_x)
+        return y, amax_x
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx, g, _g_amax):
         xq_t, wq_t, inv = ctx.saved_tensors
-        gq, gq_t, amax_g = ops.quantize_fp8_scaled(g.contiguous(), ctx.s[2].reshape(1), E5M2, transpose=True)
-        dx = torch._scaled_mm(gq, wq_t.t(), scale_a=inv[2], scale_b=inv[1], out_dtype=BF16)
-        dw = torch._scaled_mm(gq_t, xq_t.t(), scale_a=inv[2], scale_b=inv[0], out_dtype=BF16)
-        ctx.amax[2] = amax_g
-        return dx, dw, None, None
+        s_g = fp8_scaling.first_grad_scales(g)[0] if ctx.step.first_grad else ctx.step.scales[fp8_scaling.GRAD]
+        gq, gq_t, amax_g = ops.quantize_fp8_scaled(g.contiguous(), s_g.reshape(1), E5M2, transpose=True)
+        inv_g = s_g.reciprocal()
+        dx = torch._scaled_mm(gq, wq_t.t(), scale_a=inv_g, scale_b=inv[fp8_scaling.W], out_dtype=BF16)
+        dw = torch._scaled_mm(gq_t, xq_t.t(), scale_a=inv_g, scale_b=inv[fp8_scaling.X], out_dtype=BF16)
+        ctx.step.amax[fp8_scaling.GRAD] = fp8_scaling.clean(amax_g)
+        return dx, dw, None
 
 
 class DenseFp8Linear(nn.Linear):
-    """A dense linear on torch._scaled_mm with SparseLinear's delayed scaling (s_ste.fp8_scaling)."""
+    """A dense linear on torch._scaled_mm with SparseLinear's delayed scaling (s_ste.fp8_scaling.Fp8State)."""
 
     def __init__(self, in_features, out_features, history_len=fp8_scaling.DEFAULT_HISTORY_LEN, **kw):
         super().__init__(in_features, out_features, bias=False, **kw)
         history, pending = fp8_scaling.new_state(history_len, self.weight.device)
-        self.register_buffer("fp8_amax_history", history)
-        self.register_buffer("fp8_amax_pending", pending)
-        # First-step scales (timing only); a buffer, so forward copies nothing from the host.
-        self.register_buffer("first_scales", torch.tensor([1.0, 1.0, 2.0 ** 10, 2.0 ** 10], device=self.weight.device),
-                             persistent=False)
+        self.register_buffer(fp8_scaling.HISTORY, history)
+        self.register_buffer(fp8_scaling.PENDING, pending)
+        self.fp8 = fp8_scaling.Fp8State(self._buffers)
 
     def forward(self, x):
-        h, p = self.fp8_amax_history, self.fp8_amax_pending
-        fp8_scaling.fold(h, p)
-        fp8_scaling.push(h, fp8_scaling.W, self.weight.detach().abs().amax())
-        s = fp8_scaling.scales(h)
-        s = torch.where(h.amax(dim=1) > 0, s, self.first_scales)
         x2 = x.reshape(-1, x.shape[-1]).contiguous()
-        return _DenseFp8.apply(x2, self.weight, s, p).reshape(*x.shape[:-1], self.out_features)
+        scale_w = self.fp8.weight_scale(self.weight, None)  # (re-cast every step: the weight changes)
+        step = self.fp8.begin_forward(x2, scale_w, recomputing=False, backward=torch.is_grad_enabled())
+        y, amax_x = _DenseFp8.apply(x2, self.weight, step)
+        self.fp8.end_forward(step, amax_x)
+        return y.reshape(*x.shape[:-1], self.out_features)
 
 
 # ---------------------------------------------------------------- timing
@@ -161,7 +161,7 @@ def make_layers(N, K, device, fp8: bool, dry_run: bool):
 def fwd_bwd(layer, xs, gs, rebuild: bool):
     def run(i):
         if rebuild:
-            layer._cache_key = None  # the weight changed (optimizer step): rebuild ŵ's compressed form
+            layer.invalidate_cache()  # the weight changed (optimizer step): rebuild ŵ's compressed form
         layer.weight.grad = None
         xs[i].grad = None
         layer(xs[i]).backward(gs[i])

@@ -1,12 +1,13 @@
-"""Hugging Face integration: GPT-2's Conv1D, the FFN layers of each model family, resume and export.
+"""Hugging Face integration: resume a sparse model from ``save_pretrained``.
 
-Nothing here imports ``transformers`` at import time: a Conv1D can only exist once the user
-has imported it, and the helpers that need the library import it when called.
+Nothing here imports ``transformers`` at import time: the helpers that need the library import
+it when called. Re-exported for HF users:
 
-- :class:`SparseConv1D`: the :class:`~s_ste.nn.SparseLinear` of ``transformers.pytorch_utils.Conv1D``
-  (GPT-2's ``attn.c_attn``/``c_proj``, ``mlp.c_fc``/``c_proj``): ``weight`` stays ``[in, out]`` so HF
-  checkpoints load unchanged; the 2:4 groups still run along the input dimension.
-- ``FFN_SUFFIXES``: what ``sparsify(model, include="ffn")`` swaps, per family.
+- :class:`SparseConv1D` (s_ste.conv1d): the :class:`~s_ste.nn.SparseLinear` of
+  ``transformers.pytorch_utils.Conv1D`` (GPT-2's ``attn.c_attn``/``c_proj``, ``mlp.c_fc``/``c_proj``):
+  ``weight`` stays ``[in, out]`` so HF checkpoints load unchanged; the 2:4 groups still run along
+  the input dimension.
+- ``FFN_SUFFIXES``, :func:`is_ffn` (s_ste.sparsify): what ``sparsify(model, include="ffn")`` swaps, per family.
 - :func:`from_pretrained`: a sparse model back from ``save_pretrained``, with its saved β, MVUE
   draw counts and FP8 histories (the recipe is read from ``config.json``'s ``s_ste`` entry).
 """
@@ -14,82 +15,14 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import torch
 from torch import nn
 
-from .nn import SparseLinear
+from .conv1d import SparseConv1D
+from .sparsify import CONFIG_KEY, FFN_SUFFIXES, apply_record, is_ffn
 
-# The FFN linears of each family, matched as a suffix of the module name ("mlp.c_fc" matches
-# "transformer.h.0.mlp.c_fc" and "mlp.c_fc"). BERT-style encoders (and HF's ViT) name the FFN
-# output "output.dense", like the attention output "attention.output.dense": that one is excluded.
-FFN_SUFFIXES = {
-    "gpt2": ("mlp.c_fc", "mlp.c_proj"),
-    "llama": ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"),  # also Qwen, Mistral, Gemma
-    "bert": ("intermediate.dense", "output.dense"),  # also RoBERTa and HF's ViT
-    "vit": ("mlp.fc1", "mlp.fc2"),  # timm's ViT, CLIP, Phi
-    "gpt_neox": ("mlp.dense_h_to_4h", "mlp.dense_4h_to_h"),  # also Pythia, Falcon
-}
-FFN_EXCLUDED_SUFFIXES = ("attention.output.dense",)
-
-# The key of the sparsify record in an HF model's config (written to config.json by save_pretrained).
-CONFIG_KEY = "s_ste"
-RECORD_FORMAT = 1
-
-
-def _has_suffix(name: str, suffix: str) -> bool:
-    return name == suffix or name.endswith("." + suffix)
-
-
-def is_ffn(name: str) -> bool:
-    """Whether the module called `name` is an FFN linear of one of the families of FFN_SUFFIXES."""
-    if any(_has_suffix(name, s) for s in FFN_EXCLUDED_SUFFIXES):
-        return False
-    return any(_has_suffix(name, s) for suffixes in FFN_SUFFIXES.values() for s in suffixes)
-
-
-def conv1d_class() -> type | None:
-    """transformers' Conv1D if transformers is imported (else no Conv1D can exist: None)."""
-    return getattr(sys.modules.get("transformers.pytorch_utils"), "Conv1D", None)
-
-
-class SparseConv1D(SparseLinear):
-    """:class:`SparseLinear` for HF's Conv1D (y = x·W + b with ``weight`` W of shape ``[in, out]``).
-
-    The parameter keeps Conv1D's name, shape and layout (HF checkpoints and optimizer states
-    load unchanged); the pruning, β and the GEMMs read its ``[out, in]`` view, so the 2:4 groups
-    run along the input dimension as for an ``nn.Linear``. ``nf``/``nx`` are Conv1D's names
-    of ``out_features``/``in_features`` (GPT-2's code reads them).
-    """
-
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, **kwargs) -> None:
-        super().__init__(in_features, out_features, bias=bias, **kwargs)
-        self.weight = nn.Parameter(self.weight.detach().t().contiguous())
-        self.nf, self.nx = out_features, in_features
-
-    def reset_parameters(self) -> None:
-        # Conv1D's own initialisation (the shape does not matter to it, unlike nn.Linear's fan-in).
-        nn.init.normal_(self.weight, std=0.02)
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
-
-    def _weight_oi(self) -> torch.Tensor:
-        return self.weight.t()
-
-
-def inference_conv1d(layer: SparseConv1D, w_hat: torch.Tensor) -> nn.Module:
-    """A plain transformers Conv1D holding the final 2:4 weight ŵ ([out, in]) as its [in, out] weight."""
-    conv = conv1d_class()
-    if conv is None:  # a SparseConv1D made by hand, transformers never imported
-        from transformers.pytorch_utils import Conv1D as conv
-    module = conv(layer.out_features, layer.in_features)
-    module.weight = nn.Parameter(w_hat.t().contiguous(), requires_grad=False)
-    if layer.bias is not None:
-        module.bias = nn.Parameter(layer.bias.detach().clone(), requires_grad=False)
-    else:  # Conv1D always has a bias: a zero one is the same map
-        module.bias = nn.Parameter(torch.zeros_like(w_hat[:, 0]), requires_grad=False)
-    return module
+__all__ = ["SparseConv1D", "FFN_SUFFIXES", "is_ffn", "from_pretrained"]
 
 
 # ---- resume from save_pretrained ----
@@ -138,8 +71,6 @@ def from_pretrained(model_class, path: str | os.PathLike, dtype: torch.dtype | N
     ``config.dtype``; `overrides` replace saved options of every call (e.g. ``{"fast": True}``).
     Like ``transformers``' ``from_pretrained`` it returns the model in eval mode.
     """
-    from .sparsify import apply_record
-
     config = model_class.config_class.from_pretrained(path)
     record = getattr(config, CONFIG_KEY, None)
     if not record:

@@ -1,26 +1,61 @@
-"""One-call swaps: `sparsify` (nn.Linear / HF Conv1D -> SparseLinear) and `to_inference` (-> final 2:4 weights)."""
+"""One-call swaps: `sparsify` (nn.Linear / HF Conv1D -> SparseLinear) and `to_inference` (-> final 2:4 weights).
+
+Also the name patterns (``include="ffn"``: FFN_SUFFIXES, is_ffn) and the sparsify record a
+transformers model carries in its config (CONFIG_KEY, RECORD_FORMAT; written by sparsify,
+replayed by apply_record).
+"""
 from __future__ import annotations
 
 import copy
 import fnmatch
+import math
 import warnings
 from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
 
-from . import hf
+from .conv1d import SparseConv1D, conv1d_class, inference_conv1d
+from .fast import LAYOUT_RULES
 from .nn import SparseLinear
+from .options import DEFAULTS
 
-# The weight shapes [out_features, in_features] both compressed layouts accept: K % 32 (SM80
-# metadata pairs; SM90 needs 16, or 32 for FP8) and out_features % 32 (SM80 metadata rows).
-# The GEMMs may need more (SM80 SparseGemm: in_features % 64); sparse_linear falls back to
-# decompress + dense GEMM, with a warning, for the shapes no kernel takes.
-K_MULTIPLE = 32
-N_MULTIPLE = 32
+# The weight shapes [out_features, in_features] every compressed layout accepts: the layout rules'
+# lcm over layouts and value widths (SM80's metadata sets both today). The GEMMs may need more
+# (the SM80 SparseGemm's K): a SparseLinear the fast path cannot take runs the semantic path,
+# with a warning naming the rule.
+K_MULTIPLE = math.lcm(*(k for rules in LAYOUT_RULES.values() for k in rules["k_align"].values()))
+N_MULTIPLE = math.lcm(*(rules["row_align"] for rules in LAYOUT_RULES.values()))
 
-# include="ffn" (or "ffn" among the include patterns): the FFN linears of every family in hf.FFN_SUFFIXES.
+# include="ffn" (or "ffn" among the include patterns): the FFN linears of every family in FFN_SUFFIXES,
+# matched as a suffix of the module name ("mlp.c_fc" matches "transformer.h.0.mlp.c_fc" and "mlp.c_fc").
+# BERT-style encoders (and HF's ViT) name the FFN output "output.dense", like the attention output
+# "attention.output.dense": that one is excluded.
 FFN = "ffn"
+FFN_SUFFIXES = {
+    "gpt2": ("mlp.c_fc", "mlp.c_proj"),
+    "llama": ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"),  # also Qwen, Mistral, Gemma
+    "bert": ("intermediate.dense", "output.dense"),  # also RoBERTa and HF's ViT
+    "vit": ("mlp.fc1", "mlp.fc2"),  # timm's ViT, CLIP, Phi
+    "gpt_neox": ("mlp.dense_h_to_4h", "mlp.dense_4h_to_h"),  # also Pythia, Falcon
+}
+FFN_EXCLUDED_SUFFIXES = ("attention.output.dense",)
+
+# The sparsify record: the key of its entry in an HF model's config (written to config.json by
+# save_pretrained, replayed by s_ste.hf.from_pretrained) and its format.
+CONFIG_KEY = "s_ste"
+RECORD_FORMAT = 1
+
+
+def _has_suffix(name: str, suffix: str) -> bool:
+    return name == suffix or name.endswith("." + suffix)
+
+
+def is_ffn(name: str) -> bool:
+    """Whether the module called `name` is an FFN linear of one of the families of FFN_SUFFIXES."""
+    if any(_has_suffix(name, s) for s in FFN_EXCLUDED_SUFFIXES):
+        return False
+    return any(_has_suffix(name, s) for suffixes in FFN_SUFFIXES.values() for s in suffixes)
 
 
 def _matches(name: str, patterns: Iterable[str]) -> bool:
@@ -40,7 +75,7 @@ def _selector(include: str | Iterable[str] | None, skip: str | Iterable[str]) ->
     def selected(name: str) -> bool:
         if _matches(name, skip):
             return False
-        return globs is None or _matches(name, globs) or (ffn and hf.is_ffn(name))
+        return globs is None or _matches(name, globs) or (ffn and is_ffn(name))
 
     return selected
 
@@ -49,7 +84,7 @@ def _features(module: nn.Module) -> tuple[int, int, bool] | None:
     """(in_features, out_features, is_conv1d) of a module sparsify can swap, else None."""
     if type(module) is nn.Linear:
         return module.in_features, module.out_features, False
-    conv1d = hf.conv1d_class()
+    conv1d = conv1d_class()
     if conv1d is not None and type(module) is conv1d:
         return module.weight.shape[0], module.weight.shape[1], True
     return None
@@ -58,7 +93,7 @@ def _features(module: nn.Module) -> tuple[int, int, bool] | None:
 def _sparse_layer(module: nn.Module, name: str, features: tuple[int, int, bool], seed: int,
                   options: dict) -> SparseLinear:
     in_features, out_features, conv1d = features
-    cls = hf.SparseConv1D if conv1d else SparseLinear
+    cls = SparseConv1D if conv1d else SparseLinear
     layer = cls(in_features, out_features, bias=module.bias is not None, seed=seed, device=module.weight.device,
                 dtype=module.weight.dtype, name=name, **options)
     layer.weight = module.weight  # shared: the optimizer, tied weights and checkpoints see the same tensor
@@ -107,30 +142,30 @@ def _record(model: nn.Module, options: dict, seed: int, names: list[str]) -> Non
     config = getattr(model, "config", None)
     if not names or not hasattr(config, "to_json_string"):  # not a transformers model
         return
-    record = getattr(config, hf.CONFIG_KEY, None) or {"format": hf.RECORD_FORMAT, "calls": []}
+    record = getattr(config, CONFIG_KEY, None) or {"format": RECORD_FORMAT, "calls": []}
     record["calls"].append({**options, "seed": seed, "modules": names})
-    setattr(config, hf.CONFIG_KEY, record)
+    setattr(config, CONFIG_KEY, record)
 
 
 def sparsify(
     model: nn.Module,
-    recipe: str = "s-ste",
-    fp8: bool = False,
+    recipe: str = DEFAULTS.recipe,
+    fp8: bool = DEFAULTS.fp8,
     skip: str | Iterable[str] = (),
     include: str | Iterable[str] | None = None,
-    mvue: bool = True,
-    decay: float = 2e-4,
-    seed: int = 0,
-    fast: bool | None = None,
-    layout: str | None = None,
-    amax_history_len: int = 16,
+    mvue: bool = DEFAULTS.mvue,
+    decay: float = DEFAULTS.decay,
+    seed: int = DEFAULTS.seed,
+    fast: bool | None = DEFAULTS.fast,
+    layout: str | None = DEFAULTS.layout,
+    amax_history_len: int = DEFAULTS.amax_history_len,
 ) -> nn.Module:
     """Swap every eligible ``nn.Linear`` (and HF ``Conv1D``) of ``model`` for a :class:`SparseLinear`, in place.
 
     ``include``/``skip`` are fnmatch patterns (a string or a list of them) on the module names
     (``model.named_modules()``): a layer is swapped when it matches some ``include`` pattern (all
     do when ``include`` is None) and no ``skip`` pattern. The pattern ``"ffn"`` stands for the FFN
-    linears of the known families (``s_ste.hf.FFN_SUFFIXES``: GPT-2, Llama/Qwen/Mistral, BERT, ViT,
+    linears of the known families (``FFN_SUFFIXES``: GPT-2, Llama/Qwen/Mistral, BERT, ViT,
     GPT-NeoX). Layers whose shape the 2:4 kernels cannot take stay dense, with a warning naming them.
     A ``transformers`` Conv1D (GPT-2) becomes a :class:`s_ste.hf.SparseConv1D`, whose weight keeps
     Conv1D's ``[in, out]`` shape. The swapped layers share the original parameters, are named after
@@ -153,8 +188,8 @@ def sparsify(
 
 def apply_record(model: nn.Module, record: dict, overrides: dict) -> nn.Module:
     """Replay the sparsify calls of a config's s_ste entry on `model` (the same modules, options and seeds)."""
-    if record.get("format") != hf.RECORD_FORMAT:
-        raise ValueError(f"s_ste: sparsify record format {record.get('format')!r} is not {hf.RECORD_FORMAT}")
+    if record.get("format") != RECORD_FORMAT:
+        raise ValueError(f"s_ste: sparsify record format {record.get('format')!r} is not {RECORD_FORMAT}")
     for call in record["calls"]:
         call = {**call, **overrides}
         modules, seed = call.pop("modules"), call.pop("seed")
@@ -186,8 +221,8 @@ def _inference_module(module: SparseLinear, semi_structured: bool) -> nn.Module:
     if module.recipe == "s-ste" and not module._scale_ready:
         module.reset_scale()
     w_hat = module.sparse_weight().detach().clone()
-    if isinstance(module, hf.SparseConv1D):  # torch's 2:4 form is for x·Wᵀ: Conv1D's x·W stays dense
-        return hf.inference_conv1d(module, w_hat)
+    if isinstance(module, SparseConv1D):  # torch's 2:4 form is for x·Wᵀ: Conv1D's x·W stays dense
+        return inference_conv1d(module, w_hat)
     linear = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None,
                        device=module.weight.device, dtype=module.weight.dtype)
     # A "dense" recipe layer is not 2:4: torch's converter would silently prune it.
@@ -215,6 +250,6 @@ def to_inference(model: nn.Module, semi_structured: bool | None = None) -> nn.Mo
     new = {id(m): _inference_module(m, semi_structured) for m in model.modules() if isinstance(m, SparseLinear)}
     model = _replace(model, new)
     config = getattr(model, "config", None)
-    if hasattr(config, "to_json_string") and hasattr(config, hf.CONFIG_KEY):
-        delattr(config, hf.CONFIG_KEY)
+    if hasattr(config, "to_json_string") and hasattr(config, CONFIG_KEY):
+        delattr(config, CONFIG_KEY)
     return model

@@ -7,7 +7,7 @@ from torch import nn
 
 import s_ste
 from s_ste import reference as ref
-from s_ste.autograd import sparse_linear_train
+from s_ste.semantic import sparse_linear_train
 
 from conftest import randn
 
@@ -424,7 +424,7 @@ def test_weight_cache_rebuilt_only_when_the_weight_changes(monkeypatch):
     assert len(calls) == 5, "any optimizer step invalidates the cache"
     assert not any("cache" in k for k in fast.state_dict()), "the compressed weight is not state"
     import copy
-    assert copy.deepcopy(fast)._cache is None
+    assert copy.deepcopy(fast)._cache.entry is None
 
 
 def _fresh_state(layer):
@@ -542,14 +542,14 @@ def fast_op_cases():
     wr = w.clone().requires_grad_()
     return [
         (ops.fast_linear, (x.clone().requires_grad_(), wr, v80, m80, dense80, randn(FN, dtype=torch.bfloat16),
-                           rng, None, None, "sm80", 64, True, True, False, 0.0), {}),
-        (ops.fast_linear, (x.float().requires_grad_(), wr, v8, m8, wq_t, None, rng, scales, amax, "sm90", 32, True,
+                           rng, None, None, "sm80", True, True, False, 0.0), {}),
+        (ops.fast_linear, (x.float().requires_grad_(), wr, v8, m8, wq_t, None, rng, scales, amax, "sm90", True,
                            True, False, 1e-2), {}),
-        (ops.fast_linear_backward, (g, x, dense80, rng, None, None, "sm80", 64, True, False, True), {}),
-        (ops.fast_linear_backward, (g, x, dense80, rng, None, None, "sm80", 64, False, False, True), {}),
-        (ops.fast_linear_backward, (g, xq_t, wq_t, rng, scales, amax.clone(), "sm90", 32, True, True, True), {}),
-        (ops.fast_linear_backward, (g, xq_t, wq_t, rng, scales, amax.clone(), "sm90", 32, False, False, True), {}),
-        (ops.fast_linear_backward, (g, xq_t[:0], wq_t, rng, scales, amax.clone(), "sm90", 32, True, False, False),
+        (ops.fast_linear_backward, (g, x, dense80, rng, None, None, "sm80", True, False, True), {}),
+        (ops.fast_linear_backward, (g, x, dense80, rng, None, None, "sm80", False, False, True), {}),
+        (ops.fast_linear_backward, (g, xq_t, wq_t, rng, scales, amax.clone(), "sm90", True, True, True), {}),
+        (ops.fast_linear_backward, (g, xq_t, wq_t, rng, scales, amax.clone(), "sm90", False, False, True), {}),
+        (ops.fast_linear_backward, (g, xq_t[:0], wq_t, rng, scales, amax.clone(), "sm90", True, False, False),
          {}),
     ]
 

@@ -62,8 +62,8 @@ def test_fast_path_cuda_matches_cpu_kernels(layout, fp8, recipe):
         for name, u, v in zip(("y", "dx", "dW", "db"), a, b):
             assert rel(v, u) < tol, f"{name}, step {i}"
         # The compressed weight is bit-identical (same weight, same element-wise kernels).
-        assert torch.equal(cpu._cache.values.view(torch.uint8), gpu._cache.values.cpu().view(torch.uint8))
-        assert torch.equal(cpu._cache.meta, gpu._cache.meta.cpu())
+        assert torch.equal(cpu._cache.entry.values.view(torch.uint8), gpu._cache.entry.values.cpu().view(torch.uint8))
+        assert torch.equal(cpu._cache.entry.meta, gpu._cache.entry.meta.cpu())
         with torch.no_grad():  # the same update on both, so the next step rebuilds the same ŵ
             step = -1e-3 * cpu.weight.grad.to(cpu.weight.dtype)
             cpu.weight.add_(step)

@@ -9,6 +9,7 @@ from torch import nn
 
 import s_ste
 from s_ste import fp8_scaling
+from s_ste.weight_cache import WeightCache
 
 from conftest import randn
 
@@ -83,14 +84,14 @@ def fast_layer(fp8=False, recipe="s-ste"):
 def expected(layer, x):
     """The output of a fresh copy of `layer` (no cache) on x."""
     fresh = copy.deepcopy(layer)
-    assert fresh._cache is None
+    assert fresh._cache.entry is None
     return forward(fresh, x)
 
 
 def run_twice(layer, x):
     """Forward once (fills the cache) and return x for the second forward."""
     forward(layer, x)
-    assert layer._cache is not None
+    assert layer._cache.entry is not None
     return x
 
 
@@ -428,8 +429,8 @@ def test_fsdp2_sharded_parameter_update_changes_the_cache_key(tmp_path, monkeypa
     try:
         layer = fast_layer()
         keys = []
-        real = type(layer)._weight_key
-        monkeypatch.setattr(type(layer), "_weight_key", lambda self, *a: keys.append(real(self, *a)) or keys[-1])
+        real = WeightCache.key
+        monkeypatch.setattr(WeightCache, "key", lambda self, *a: keys.append(real(self, *a)) or keys[-1])
         root = nn.Sequential(layer)
         fully_shard(layer)  # (not the root: resharded after each forward)
         fully_shard(root)
