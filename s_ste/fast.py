@@ -106,14 +106,14 @@ def _padded(T: int, layout: str) -> int:
 def fast_linear(
     x: torch.Tensor, weight: torch.Tensor, values: torch.Tensor, meta: torch.Tensor, w_dgrad: torch.Tensor,
     bias: Optional[torch.Tensor], rng: torch.Tensor, scales: Optional[torch.Tensor], amax: Optional[torch.Tensor],
-    layout: str, mvue: bool, need_wgrad: bool, first: bool, decay: float,
+    layout: str, mvue: bool, need_wgrad: bool, first: bool, decay: float, rank: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(y, saved operand of the weight gradient, amax of x) for y = x ŵᵀ + b.
 
     16-bit: y = sparse_linear(x, values, meta, bias); the saved operand is empty (x itself is saved).
     FP8 (values in float8_e4m3fn): x is cast to E4M3 with scales[X] (and transposed, padded, for
     the weight gradient: the saved operand), y = bf16(x_q·ŵ_qᵀ/(s_x·s_w) + b); amax = max|x|.
-    `weight`, `w_dgrad`, `rng`, `amax`, `mvue`, `first`, `decay` are for the backward.
+    `weight`, `w_dgrad`, `rng`, `amax`, `mvue`, `first`, `decay`, `rank` are for the backward.
     """
     _fast_linear_devices(x, weight, values, meta, w_dgrad, bias, scales, amax)
     T = x.shape[0]
@@ -151,7 +151,7 @@ def _empty_forward(x, values, need_wgrad):
 
 @fast_linear.register_fake
 def _fast_linear_fake(x, weight, values, meta, w_dgrad, bias, rng, scales, amax, layout, mvue, need_wgrad, first,
-                      decay):
+                      decay, rank=0):
     _fast_linear_devices(x, weight, values, meta, w_dgrad, bias, scales, amax)
     T, K = x.shape
     N = values.shape[0]
@@ -161,10 +161,10 @@ def _fast_linear_fake(x, weight, values, meta, w_dgrad, bias, rng, scales, amax,
     return x.new_empty((T, N), dtype=torch.bfloat16), saved, x.new_empty((), dtype=torch.float32)
 
 
-@torch.library.custom_op("s_ste::fast_linear_backward", mutates_args=("amax",))
+@torch.library.custom_op("s_ste::fast_linear_backward", mutates_args=("amax", "rng"))
 def fast_linear_backward(
     grad: torch.Tensor, x: torch.Tensor, w_dgrad: torch.Tensor, rng: torch.Tensor, scales: Optional[torch.Tensor],
-    amax: Optional[torch.Tensor], layout: str, mvue: bool, first: bool, wgrad: bool,
+    amax: Optional[torch.Tensor], layout: str, mvue: bool, first: bool, wgrad: bool, rank: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dx [T, K], dWᵀ [K, N], db [N]) for y = x ŵᵀ + b, g = grad [T, N] (wgrad=False: dWᵀ empty).
 
@@ -173,11 +173,12 @@ def fast_linear_backward(
     16-bit: x is the layer input [T, K]. FP8: x is the saved E4M3 xᵀ [K, T_pad]; g is cast to E5M2
     with scales[GRAD] (first step: its current amax), MVUE(gᵀ) with scales[GRAD_MVUE] (first
     step: 4·max|g|), and their amaxes are written to amax[GRAD], amax[GRAD_MVUE] (the history's).
+    mvue: the draw is keyed by the counter rng (seed, count) and `rank` (take_mvue_draw), which it advances.
     """
     T, N = grad.shape
+    seed, offset = semantic.take_mvue_draw(rng, rank) if mvue else (0, 0)
     if T == 0:  # an empty batch: zero weight and bias gradients, no amax
         return _empty_backward(grad, w_dgrad, wgrad)
-    seed, offset = (int(v) for v in rng.tolist())  # rng lives on the CPU: no device sync
     Tp = _padded(T, layout)
     if w_dgrad.dtype not in ops.FP8_DTYPES:
         with nvtx("dgrad_gemm"):
@@ -238,7 +239,7 @@ def _empty_backward(grad, w_dgrad, wgrad):
 
 
 @fast_linear_backward.register_fake
-def _fast_linear_backward_fake(grad, x, w_dgrad, rng, scales, amax, layout, mvue, first, wgrad):
+def _fast_linear_backward_fake(grad, x, w_dgrad, rng, scales, amax, layout, mvue, first, wgrad, rank=0):
     T, N = grad.shape
     K, dtype = _backward_shapes(grad, w_dgrad)
     dwt = grad.new_empty((K, N) if wgrad else (0,), dtype=dtype)
@@ -246,34 +247,34 @@ def _fast_linear_backward_fake(grad, x, w_dgrad, rng, scales, amax, layout, mvue
 
 
 def _fast_setup(ctx, inputs, output):
-    x, weight, values, meta, w_dgrad, bias, rng, scales, amax, layout, mvue, need_wgrad, first, decay = inputs
+    x, weight, values, meta, w_dgrad, bias, rng, scales, amax, layout, mvue, need_wgrad, first, decay, *rank = inputs
     y, x_fp8_t, _ = output
     ctx.mark_non_differentiable(x_fp8_t, output[2])
     ctx.has_bias, ctx.layout, ctx.mvue, ctx.first = bias is not None, layout, mvue, first
-    ctx.decay = decay
+    ctx.decay, ctx.rank = decay, (rank or [0])[0]
     ctx.fp8 = values.dtype in ops.FP8_DTYPES
     ctx.x_dtype, ctx.w_dtype = x.dtype, weight.dtype
     saved_x = x_fp8_t if ctx.fp8 else x
-    # The amax buffer is written by the next forward before this backward runs (delayed scaling):
-    # keep it out of save_for_backward's version check; the backward writes only its grad slots.
-    ctx.amax = amax
-    ctx.save_for_backward(saved_x, w_dgrad, rng, scales, weight if decay else None)
+    # The amax buffer is written by the next forward before this backward runs (delayed scaling),
+    # and the MVUE counter by the backward: both held, not saved (no version check).
+    ctx.amax, ctx.rng = amax, rng
+    ctx.save_for_backward(saved_x, w_dgrad, scales, weight if decay else None)
 
 
 def _fast_backward(ctx, grad, _g_saved, _g_amax):
-    x, w_dgrad, rng, scales, weight = ctx.saved_tensors
+    x, w_dgrad, scales, weight = ctx.saved_tensors
     wgrad = ctx.needs_input_grad[1]
     if wgrad and ctx.fp8 and x.dim() != 2:  # (the forward saved the 1-D placeholder, not xᵀ)
         raise RuntimeError("SparseLinear: weight gradient through an FP8 forward that ran without grad enabled")
-    dx, dwt, db = fast_linear_backward(grad.contiguous(), x, w_dgrad, rng, scales, ctx.amax, ctx.layout, ctx.mvue,
-                                       ctx.first, wgrad)
+    dx, dwt, db = fast_linear_backward(grad.contiguous(), x, w_dgrad, ctx.rng, scales, ctx.amax, ctx.layout,
+                                       ctx.mvue, ctx.first, wgrad, ctx.rank)
     dw = None
     if wgrad:
         # SR-STE's mask (top-2 magnitudes) is recomputed from w here (backward only).
         mask = ops.hard_threshold_24(weight.detach().contiguous())[1] if ctx.decay else None
         dw = semantic.weight_grad(dwt.t().to(ctx.w_dtype), weight.detach() if ctx.decay else None, mask, ctx.decay)
     return (dx.to(ctx.x_dtype), dw, None, None, None, (db.to(grad.dtype) if ctx.has_bias else None),
-            None, None, None, None, None, None, None, None)
+            None, None, None, None, None, None, None, None, None)
 
 
 fast_linear.register_autograd(_fast_backward, setup_context=_fast_setup)
@@ -281,10 +282,11 @@ fast_linear.register_autograd(_fast_backward, setup_context=_fast_setup)
 
 def linear(x: torch.Tensor, weight: torch.Tensor, cw: CompressedWeight, bias: torch.Tensor | None, rng: torch.Tensor,
            fp8_step: Fp8Step | None, *, dtype: torch.dtype, layout: str, mvue: bool, need_wgrad: bool,
-           decay: float) -> tuple[torch.Tensor, torch.Tensor]:
+           decay: float, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(y [..., N] in `dtype`, amax of x) for y = x ŵᵀ + b on the compressed weight `cw` of `weight`.
 
-    `x` [..., K] (cast to `dtype` in 16 bits; FP8 casts it itself), `rng` the MVUE key, `fp8_step`
+    `x` [..., K] (cast to `dtype` in 16 bits; FP8 casts it itself), `rng` the layer's MVUE counter
+    (advanced by the backward; `rank` offsets the seed), `fp8_step`
     the FP8 forward's scales and amax slots (None: 16 bits), `decay` SR-STE's (0: none).
     """
     lead, K, N = x.shape[:-1], x.shape[-1], cw.values.shape[0]
@@ -295,7 +297,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, cw: CompressedWeight, bias: to
     scales, amax, first = (None, None, False) if fp8_step is None else (fp8_step.scales, fp8_step.amax,
                                                                          fp8_step.first_grad)
     y, _, amax_x = fast_linear(x2.contiguous(), weight, cw.values, cw.meta, cw.w_dgrad, bias, rng, scales, amax,
-                               layout, mvue, need_wgrad, first, decay)
+                               layout, mvue, need_wgrad, first, decay, rank)
     if fp8_step is not None:
         y = y.to(dtype)  # the FP8 GEMMs write bf16; the layer returns its compute dtype
     return y.reshape(*lead, N), amax_x

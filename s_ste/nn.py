@@ -60,8 +60,10 @@ class SparseLinear(nn.Linear):
     (so ``torch.amp.GradScaler`` skips the step); an empty batch gives zero weight gradients.
 
     MVUE draws are keyed by (seed + rank·2³², draw count): the count lives in ``mvue_rng`` on
-    the CPU (so reading it is no device sync) and is written to the ``mvue_state`` buffer when
-    the state is saved; under ``torch.distributed`` each rank draws independently.
+    the CPU (so reading it is no device sync) and advances once per backward that draws (a
+    recompute under activation checkpointing draws nothing, eager or compiled); it is written to
+    the ``mvue_state`` buffer when the state is saved. Under ``torch.distributed`` each rank
+    draws independently.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, recipe: str = DEFAULTS.recipe,
@@ -154,34 +156,28 @@ class SparseLinear(nn.Linear):
             self.__dict__["_sharded_weight"] = value
         super().__setattr__(name, value)
 
-    def _fast_forward(self, x: torch.Tensor, dtype: torch.dtype, layout: str, rng: torch.Tensor,
-                      recomputing: bool) -> torch.Tensor:
+    def _fast_forward(self, x: torch.Tensor, dtype: torch.dtype, layout: str) -> torch.Tensor:
         cw = self._cache.get(self.weight, self._weight_oi(), self._sharded_weight, self.scale, self.recipe, dtype,
                              layout, self._fp8)
         need_wgrad = torch.is_grad_enabled() and self.weight.requires_grad
         backward = torch.is_grad_enabled() and (need_wgrad or x.requires_grad)  # a backward will follow
-        step = self._fp8.begin_forward(x, cw.scale_w, recomputing, backward) if self.fp8 else None
-        y, amax_x = fast.linear(x, self._weight_oi(), cw, self.bias, rng, step, dtype=dtype, layout=layout,
+        step = self._fp8.begin_forward(x, cw.scale_w, _recomputing(), backward) if self.fp8 else None
+        y, amax_x = fast.linear(x, self._weight_oi(), cw, self.bias, self.mvue_rng, step, dtype=dtype, layout=layout,
                                 mvue=self.mvue and self.training, need_wgrad=need_wgrad,
-                                decay=float(self.decay) if self.recipe == "sr-ste" else 0.0)
+                                decay=float(self.decay) if self.recipe == "sr-ste" else 0.0, rank=self._mvue_rank())
         if step is not None:
             self._fp8.end_forward(step, amax_x)
         return y
 
-    def _next_rng(self, recomputing: bool) -> torch.Tensor:
-        """(seed + rank·2³², draw) of this forward's MVUE sample, a CPU tensor; advances the count."""
-        if self._rank is None:
-            dist = torch.distributed
-            self._rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-        rng = self.mvue_rng.clone()
-        if self._rank:
-            rng[0] += self._rank << 32
-        if self.training and self.mvue:
-            if recomputing:  # activation checkpointing: replay the draw of the original forward
-                rng[1] -= 1
-            else:
-                self.mvue_rng[1] += 1
-        return rng
+    def _mvue_rank(self) -> int:
+        """This process's rank, which offsets the MVUE seed (read once; each rank draws its own sample)."""
+        if self._rank is not None:
+            return self._rank
+        dist = torch.distributed
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        if not torch.compiler.is_compiling():  # (a compiled forward may not set attributes under checkpoint)
+            self._rank = rank
+        return rank
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         device_type = x.device.type
@@ -198,8 +194,7 @@ class SparseLinear(nn.Linear):
             layout, why = fast.eligible(self.recipe, self.fp8, self.layout, x, self.weight, dtype, self.out_features,
                                         self.in_features)
             if layout is not None:
-                recomputing = _recomputing()
-                return self._fast_forward(x, dtype, layout, self._next_rng(recomputing), recomputing)
+                return self._fast_forward(x, dtype, layout)
             if not self._warned:
                 warnings.warn(f"SparseLinear {self.name}: fast path unavailable ({why}); using the semantic path "
                               "(dense GEMMs on ŵ)", stacklevel=2)
@@ -210,8 +205,8 @@ class SparseLinear(nn.Linear):
         if autocast:
             x, w_hat = x.to(dtype), w_hat.to(dtype)
             bias = bias.to(dtype) if bias is not None else None
-        rng = self._next_rng(_recomputing())
-        return semantic.sparse_linear_train(x, w_hat, bias, rng, self.mvue and self.training, self.fp8)
+        return semantic.sparse_linear_train(x, w_hat, bias, self.mvue_rng, self.mvue and self.training, self.fp8,
+                                            self._mvue_rank())
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, recipe={self.recipe!r}, mvue={self.mvue}, fp8={self.fp8}"

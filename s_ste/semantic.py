@@ -4,9 +4,9 @@ Custom ops (so torch.compile traces the layer without graph breaks):
 
 - ``s_ste::sparse_weight(w, scale, recipe, decay)`` -> (ŵ, mask): the 2:4 weight of a recipe,
   with the recipes' weight gradient (:func:`weight_grad`: straight-through, plus SR-STE's decay).
-- ``s_ste::sparse_linear_train(x, ŵ, bias, rng, mvue, fp8)`` -> y = x ŵᵀ + b, whose backward
+- ``s_ste::sparse_linear_train(x, ŵ, bias, rng, mvue, fp8, rank)`` -> y = x ŵᵀ + b, whose backward
   (``s_ste::sparse_linear_train_backward``) computes dx = g ŵ and dŵ = MVUE(gᵀ) x with dense
-  products; ``fp8=True`` simulates the FP8 rounding of every GEMM operand with current
+  products, drawing the MVUE sample from the layer's counter rng (:func:`take_mvue_draw`); ``fp8=True`` simulates the FP8 rounding of every GEMM operand with current
   per-tensor scales (E4M3 forward, E5M2 gradient).
 
 The math is in the extension's ops (s_ste.ops); this file only wires them together.
@@ -20,6 +20,22 @@ from . import ops
 from .fp8_scaling import E4M3, E5M2
 
 RECIPES = ("dense", "ste", "sr-ste", "s-ste")
+
+
+def take_mvue_draw(counter: torch.Tensor, rank: int) -> tuple[int, int]:
+    """The key (seed + rank·2³², count) of a backward's MVUE draw, from the layer's counter
+    (seed, count) on the CPU (no device sync), which it advances in place.
+
+    Drawn in the backward, not the forward, so that a recompute (activation checkpointing,
+    eager or compiled) never draws again and a compiled step never reads a counter its own
+    graph has advanced (torch.compile's partitioner may re-read a mutated input in the backward).
+    """
+    key = counter.clone()
+    if rank:
+        key[0] += rank << 32
+    counter[1] += 1
+    seed, offset = (int(v) for v in key.tolist())
+    return seed, offset
 
 
 def scale_of(w_oi: torch.Tensor) -> torch.Tensor:
@@ -89,7 +105,8 @@ sparse_weight.register_autograd(_sparse_weight_backward, setup_context=_sparse_w
 
 @torch.library.custom_op("s_ste::sparse_linear_train", mutates_args=())
 def sparse_linear_train(
-    x: torch.Tensor, w_hat: torch.Tensor, bias: Optional[torch.Tensor], rng: torch.Tensor, mvue: bool, fp8: bool
+    x: torch.Tensor, w_hat: torch.Tensor, bias: Optional[torch.Tensor], rng: torch.Tensor, mvue: bool, fp8: bool,
+    rank: int = 0,
 ) -> torch.Tensor:
     ops.check_same_device("sparse_linear_train", x=x, w_hat=w_hat, bias=bias)  # rng lives on the CPU
     if fp8:
@@ -98,16 +115,19 @@ def sparse_linear_train(
 
 
 @sparse_linear_train.register_fake
-def _sparse_linear_train_fake(x, w_hat, bias, rng, mvue, fp8):
+def _sparse_linear_train_fake(x, w_hat, bias, rng, mvue, fp8, rank=0):
     ops.check_same_device("sparse_linear_train", x=x, w_hat=w_hat, bias=bias)
     return x.new_empty((*x.shape[:-1], w_hat.shape[0]))
 
 
-@torch.library.custom_op("s_ste::sparse_linear_train_backward", mutates_args=())
+@torch.library.custom_op("s_ste::sparse_linear_train_backward", mutates_args=("rng",))
 def sparse_linear_train_backward(
-    grad: torch.Tensor, x: torch.Tensor, w_hat: torch.Tensor, rng: torch.Tensor, mvue: bool, fp8: bool
+    grad: torch.Tensor, x: torch.Tensor, w_hat: torch.Tensor, rng: torch.Tensor, mvue: bool, fp8: bool,
+    rank: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(dx, dŵ, db) for y = x ŵᵀ + b; rng = (seed, offset) of the MVUE draw."""
+    """(dx, dŵ, db) for y = x ŵᵀ + b; mvue: dŵ from an MVUE draw keyed by the counter rng
+    (seed, count) and `rank` (take_mvue_draw), which it advances."""
+    seed, offset = take_mvue_draw(rng, rank) if mvue else (0, 0)
     K, N = x.shape[-1], w_hat.shape[0]
     g = grad.reshape(-1, N)
     x2 = x.reshape(-1, K)
@@ -122,7 +142,6 @@ def sparse_linear_train_backward(
         M = g_t.shape[1]
         pad = (-M) % 4
         g_t = F.pad(g_t, (0, pad)) if pad else g_t
-        seed, offset = (int(v) for v in rng.tolist())
         g_t = ops.mvue_24(g_t.contiguous(), seed, offset)[:, :M]
     if fp8:
         g_t = fake_quantize(g_t, E5M2)
@@ -131,21 +150,23 @@ def sparse_linear_train_backward(
 
 
 @sparse_linear_train_backward.register_fake
-def _sparse_linear_train_backward_fake(grad, x, w_hat, rng, mvue, fp8):
+def _sparse_linear_train_backward_fake(grad, x, w_hat, rng, mvue, fp8, rank=0):
     return x.new_empty(x.shape), w_hat.new_empty(w_hat.shape), grad.new_empty((w_hat.shape[0],))
 
 
 def _linear_setup(ctx, inputs, output):
-    x, w_hat, bias, rng, mvue, fp8 = inputs
+    x, w_hat, bias, rng, mvue, fp8, *rank = inputs
     ctx.has_bias = bias is not None
-    ctx.mvue, ctx.fp8 = mvue, fp8
-    ctx.save_for_backward(x, w_hat, rng)
+    ctx.mvue, ctx.fp8, ctx.rank = mvue, fp8, (rank or [0])[0]
+    # The counter is read (and advanced) by the backward: held, not saved (no version check).
+    ctx.rng = rng
+    ctx.save_for_backward(x, w_hat)
 
 
 def _linear_backward(ctx, grad):
-    x, w_hat, rng = ctx.saved_tensors
-    dx, dw, db = sparse_linear_train_backward(grad.contiguous(), x, w_hat, rng, ctx.mvue, ctx.fp8)
-    return dx, dw, (db.to(grad.dtype) if ctx.has_bias else None), None, None, None
+    x, w_hat = ctx.saved_tensors
+    dx, dw, db = sparse_linear_train_backward(grad.contiguous(), x, w_hat, ctx.rng, ctx.mvue, ctx.fp8, ctx.rank)
+    return dx, dw, (db.to(grad.dtype) if ctx.has_bias else None), None, None, None, None
 
 
 sparse_linear_train.register_autograd(_linear_backward, setup_context=_linear_setup)
