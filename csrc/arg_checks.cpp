@@ -1,7 +1,7 @@
 #include "arg_checks.h"
 
-#include "s_ste/layout_sm80.cuh"
-#include "s_ste/layout_sm90.cuh"
+#include <string>
+
 
 namespace s_ste {
 
@@ -24,9 +24,8 @@ void check_fp8_dtype(const char* op, c10::ScalarType dtype) {
 
 void check_group_op_args(const char* op, const char* name, const ArgSpec& w) { check_group_input(op, name, w); }
 
-CompressedSpec check_prune_and_compress_args(const ArgSpec& w, const ArgSpec& scale, std::string_view layout,
-                                             std::optional<c10::ScalarType> out_dtype) {
-  constexpr const char* op = "prune_and_compress";
+CompressedSpec check_prune_and_compress_args(const char* op, const ArgSpec& w, const ArgSpec& scale,
+                                             std::string_view layout, std::optional<c10::ScalarType> out_dtype) {
   const Layout lay = parse_layout(op, layout);
   check_tensor(op, "w", w, {c10::kFloat, c10::kBFloat16, c10::kHalf});
   check_dim(op, "w", w, 2);
@@ -68,13 +67,17 @@ CompressedSpec check_mvue_compress_args(const ArgSpec& g, std::string_view layou
   const int64_t T = g.size(0), N = g.size(1);
   // The compressed operand is gᵀ: N rows (out_features), reduction dim T (tokens). Name g's
   // dims before the generic layout checks speak of rows and K.
-  const int64_t t_align = lay == Layout::kSm80 ? sm80::kKAlign : sm90::values_k_align(int(8 * c10::elementSize(out)));
+  const LayoutRules& rules = rules_of(lay);
+  // sm80 holds no FP8 values (k_align 0): its 16-bit rule here, check_compress_shape below names the dtype.
+  const int64_t t_align = rules.k_align(value_bits(out)) ? rules.k_align(value_bits(out)) : rules.k_align16;
   TORCH_CHECK_VALUE(!known(T) || (T > 0 && T % t_align == 0), op, ": g.shape[0] (tokens, the 2:4 dim of gᵀ) must be "
                     "a positive multiple of ", t_align, " for layout \"", layout, "\" with ", out, " values (pad the "
                     "tokens with zeros), got g of shape ", shape_str(g));
-  TORCH_CHECK_VALUE(!known(N) || (N > 0 && (lay != Layout::kSm80 || N % sm80::kRowAlign == 0)), op,
-                    ": g.shape[1] (out_features, the rows of gᵀ) must be positive",
-                    lay == Layout::kSm80 ? " and a multiple of 32 for layout \"sm80\"" : "", ", got g of shape ",
+  const std::string row_rule = rules.row_align > 1 ? " and a multiple of " + std::to_string(rules.row_align) +
+                                                         " for layout \"" + rules.name + "\""
+                                                   : "";
+  TORCH_CHECK_VALUE(!known(N) || (N > 0 && N % rules.row_align == 0), op,
+                    ": g.shape[1] (out_features, the rows of gᵀ) must be positive", row_rule, ", got g of shape ",
                     shape_str(g));
   check_compress_shape(op, lay, N, T, out);
   if (scale) check_scale(op, "scale", *scale, "a per-tensor scale", "g", g);
@@ -95,11 +98,11 @@ void check_quantize_scaled_args(const ArgSpec& x, const ArgSpec& scale, c10::Sca
   if (transpose) check_dim(op, "x", x, 2);
 }
 
-c10::ScalarType check_sparse_linear_args(const ArgSpec& x, const ArgSpec& values, const ArgSpec& meta,
-                                         const std::optional<ArgSpec>& bias, std::string_view layout,
-                                         const std::optional<ArgSpec>& alpha) {
+SparseLinearSpec check_sparse_linear_args(const ArgSpec& x, const ArgSpec& values, const ArgSpec& meta,
+                                          const std::optional<ArgSpec>& bias, std::string_view layout,
+                                          const std::optional<ArgSpec>& alpha, bool out_transposed) {
   constexpr const char* op = "sparse_linear";
-  check_compressed_args(op, values, meta, layout);
+  const Layout lay = check_compressed_args(op, values, meta, layout);
   const bool fp8 = is_fp8(values.dtype);
   if (fp8) {
     TORCH_CHECK_TYPE(x.dtype == c10::kFloat8_e4m3fn, op, ": with FP8 values, x must be torch.float8_e4m3fn ",
@@ -118,13 +121,19 @@ c10::ScalarType check_sparse_linear_args(const ArgSpec& x, const ArgSpec& values
   TORCH_CHECK_VALUE(!known(K) || !known(x.size(-1)) || x.size(-1) == K, op,
                     ": x.shape[-1] must equal in_features = 2 * values.shape[1] = ", K, ", got x of shape ",
                     shape_str(x));
+  if (out_transposed) {
+    TORCH_CHECK_VALUE(!bias, op, ": bias must be None with out_transposed=True (yᵀ is the weight-gradient "
+                      "product, which has no bias)");
+    TORCH_CHECK_VALUE(x.dim() == 2, op, ": out_transposed=True needs a 2-D x [tokens, in_features], got x of shape ",
+                      shape_str(x));
+  }
   if (bias) {
     check_tensor(op, "bias", *bias, {out_dtype});
     check_same_device(op, "bias", *bias, "values", values);
     TORCH_CHECK_VALUE(bias->dim() == 1 && (!known(M) || !known(bias->size(0)) || bias->size(0) == M), op,
                       ": bias must have shape [out_features] = [", M, "], got ", shape_str(*bias));
   }
-  return out_dtype;
+  return {lay, out_dtype};
 }
 
 }  // namespace s_ste

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "checks.h"
+#include "layout_rules.h"
 
 namespace s_ste {
 
@@ -18,8 +19,9 @@ struct CompressedSpec {  // the layout and value dtype of a compressed operand
   Layout layout;
   c10::ScalarType values;
 };
-CompressedSpec check_prune_and_compress_args(const ArgSpec& w, const ArgSpec& scale, std::string_view layout,
-                                             std::optional<c10::ScalarType> out_dtype);
+// prune_and_compress / prune_and_compress_dense (`op`).
+CompressedSpec check_prune_and_compress_args(const char* op, const ArgSpec& w, const ArgSpec& scale,
+                                             std::string_view layout, std::optional<c10::ScalarType> out_dtype);
 
 // Compressed values + metadata: dtype, shape, the layout's alignment, metadata size, device.
 Layout check_compressed_args(const char* op, const ArgSpec& values, const ArgSpec& meta, std::string_view layout);
@@ -30,9 +32,12 @@ CompressedSpec check_mvue_compress_args(const ArgSpec& g, std::string_view layou
 void check_quantize_args(const ArgSpec& x, c10::ScalarType dtype);
 void check_quantize_scaled_args(const ArgSpec& x, const ArgSpec& scale, c10::ScalarType dtype, bool transpose);
 
-// Returns the output dtype (x's; bfloat16 for FP8 operands).
-c10::ScalarType check_sparse_linear_args(const ArgSpec& x, const ArgSpec& values, const ArgSpec& meta,
-                                         const std::optional<ArgSpec>& bias, std::string_view layout,
-                                         const std::optional<ArgSpec>& alpha);
+struct SparseLinearSpec {
+  Layout layout;
+  c10::ScalarType out_dtype;  // x's; bfloat16 for FP8 operands
+};
+SparseLinearSpec check_sparse_linear_args(const ArgSpec& x, const ArgSpec& values, const ArgSpec& meta,
+                                          const std::optional<ArgSpec>& bias, std::string_view layout,
+                                          const std::optional<ArgSpec>& alpha, bool out_transposed);
 
 }  // namespace s_ste

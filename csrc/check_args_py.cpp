@@ -5,6 +5,7 @@
 // tensors as None. Raises TypeError / ValueError as the dispatcher does for the real op.
 #include "check_args_py.h"
 
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/Dtype.h>
 
 #include <cstring>
@@ -64,61 +65,91 @@ std::string_view parse_str(PyObject* o, const char* what) {
   return s;
 }
 
-// Runs the checks of `op` on the parsed arguments; arity errors raise TypeError.
-void run_checks(const char* op, PyObject* const* a, Py_ssize_t n) {
-  auto need = [&](Py_ssize_t k) {
-    if (n != k) {
-      PyErr_Format(PyExc_TypeError, "check_args: %s takes %zd arguments, got %zd", op, k, n);
-      throw BadSpec{};
-    }
-  };
-  if (!std::strcmp(op, "soft_threshold_24") || !std::strcmp(op, "hard_threshold_24") ||
-      !std::strcmp(op, "scale_factor")) {
-    need(1);
-    check_group_op_args(op, "w", parse_spec(a[0], "w"));
-  } else if (!std::strcmp(op, "mvue_24")) {
-    need(1);
-    check_group_op_args(op, "g", parse_spec(a[0], "g"));
-  } else if (!std::strcmp(op, "prune_and_compress")) {
-    need(4);
-    check_prune_and_compress_args(parse_spec(a[0], "w"), parse_spec(a[1], "scale"), parse_str(a[2], "layout"),
-                                  parse_optional_dtype(a[3], "out_dtype"));
-  } else if (!std::strcmp(op, "decompress") || !std::strcmp(op, "validate_compressed")) {
-    need(3);
-    check_compressed_args(op, parse_spec(a[0], "values"), parse_spec(a[1], "meta"), parse_str(a[2], "layout"));
-  } else if (!std::strcmp(op, "mvue_24_t_compress")) {
-    need(4);
-    check_mvue_compress_args(parse_spec(a[0], "g"), parse_str(a[1], "layout"), parse_optional_dtype(a[2], "out_dtype"),
-                             parse_optional_spec(a[3], "scale"));
-  } else if (!std::strcmp(op, "quantize_fp8")) {
-    need(2);
-    check_quantize_args(parse_spec(a[0], "x"), parse_dtype(a[1], "dtype"));
-  } else if (!std::strcmp(op, "quantize_fp8_scaled")) {
-    need(4);
-    check_quantize_scaled_args(parse_spec(a[0], "x"), parse_spec(a[1], "scale"), parse_dtype(a[2], "dtype"),
-                               PyObject_IsTrue(a[3]) == 1);
-  } else if (!std::strcmp(op, "sparse_linear")) {
-    need(6);
-    check_sparse_linear_args(parse_spec(a[0], "x"), parse_spec(a[1], "values"), parse_spec(a[2], "meta"),
-                             parse_optional_spec(a[3], "bias"), parse_str(a[4], "layout"),
-                             parse_optional_spec(a[5], "alpha"));
-  } else {
-    PyErr_Format(PyExc_KeyError, "check_args: no checks for op '%s'", op);
+bool parse_bool(PyObject* o, const char* what) {
+  if (!PyBool_Check(o)) {
+    PyErr_Format(PyExc_TypeError, "check_args: %s must be a bool", what);
     throw BadSpec{};
   }
+  return o == Py_True;
+}
+
+// One row per op: the op's checks on its arguments, in the order of its schema (all of
+// them, defaults filled in by the caller; the count comes from the registered schema).
+using Args = PyObject* const*;
+struct OpChecks {
+  const char* op;
+  void (*check)(const char* op, Args a);
+};
+
+void group_w(const char* op, Args a) { check_group_op_args(op, "w", parse_spec(a[0], "w")); }
+void prune_and_compress(const char* op, Args a) {
+  check_prune_and_compress_args(op, parse_spec(a[0], "w"), parse_spec(a[1], "scale"), parse_str(a[2], "layout"),
+                                parse_optional_dtype(a[3], "out_dtype"));
+}
+void compressed(const char* op, Args a) {
+  check_compressed_args(op, parse_spec(a[0], "values"), parse_spec(a[1], "meta"), parse_str(a[2], "layout"));
+}
+
+constexpr OpChecks kOpChecks[] = {
+    {"soft_threshold_24", group_w},
+    {"hard_threshold_24", group_w},
+    {"scale_factor", group_w},
+    {"prune_and_compress", prune_and_compress},
+    {"prune_and_compress_dense", prune_and_compress},  // + hard: no rule
+    {"decompress", compressed},                        // + validate: the codes are data, checked at run time
+    {"validate_compressed", compressed},
+    {"mvue_24", [](const char* op, Args a) { check_group_op_args(op, "g", parse_spec(a[0], "g")); }},
+    {"quantize_fp8", [](const char* op, Args a) { check_quantize_args(parse_spec(a[0], "x"), parse_dtype(a[1], "dtype")); }},
+    {"quantize_fp8_scaled",
+     [](const char* op, Args a) {
+       check_quantize_scaled_args(parse_spec(a[0], "x"), parse_spec(a[1], "scale"), parse_dtype(a[2], "dtype"),
+                                  parse_bool(a[3], "transpose"));
+     }},
+    {"mvue_24_t_compress",
+     [](const char* op, Args a) {  // seed and offset: int64, checked by the dispatcher
+       check_mvue_compress_args(parse_spec(a[0], "g"), parse_str(a[3], "layout"), parse_optional_dtype(a[4], "out_dtype"),
+                                parse_optional_spec(a[5], "scale"));
+     }},
+    {"sparse_linear",
+     [](const char* op, Args a) {
+       check_sparse_linear_args(parse_spec(a[0], "x"), parse_spec(a[1], "values"), parse_spec(a[2], "meta"),
+                                parse_optional_spec(a[3], "bias"), parse_str(a[4], "layout"),
+                                parse_optional_spec(a[5], "alpha"), parse_bool(a[6], "out_transposed"));
+     }},
+};
+
+// The number of arguments of s_ste::<op>'s registered schema.
+Py_ssize_t schema_arity(const char* op) {
+  const auto handle = c10::Dispatcher::singleton().findSchema({std::string("s_ste::") + op, ""});
+  TORCH_CHECK(handle.has_value(), "check_args: s_ste::", op, " is not registered");
+  return Py_ssize_t(handle->schema().arguments().size());
+}
+
+// Runs the checks of `op` on its arguments; a wrong count or kind of argument raises TypeError.
+void run_checks(const char* op, Args a, Py_ssize_t n) {
+  for (const OpChecks& row : kOpChecks) {
+    if (std::strcmp(op, row.op) != 0) continue;
+    const Py_ssize_t arity = schema_arity(op);
+    if (n != arity) {
+      PyErr_Format(PyExc_TypeError, "check_args: %s takes %zd arguments (its schema's), got %zd", op, arity, n);
+      throw BadSpec{};
+    }
+    row.check(op, a);
+    return;
+  }
+  PyErr_Format(PyExc_KeyError, "check_args: no checks for op '%s'", op);
+  throw BadSpec{};
 }
 
 }  // namespace
 
-PyObject* check_args(PyObject*, PyObject* args) {
-  const Py_ssize_t n = PyTuple_GET_SIZE(args);
-  if (n < 1 || !PyUnicode_Check(PyTuple_GET_ITEM(args, 0))) {
-    PyErr_SetString(PyExc_TypeError, "check_args(op: str, *args)");
-    return nullptr;
-  }
-  const char* op = PyUnicode_AsUTF8(PyTuple_GET_ITEM(args, 0));
+namespace {
+// Runs `checks`, turning a failed check into the Python exception the dispatcher raises for
+// the real op (TypeError / ValueError / RuntimeError); None when all pass.
+template <typename Checks>
+PyObject* raising_as_the_op(Checks&& checks) {
   try {
-    run_checks(op, &PyTuple_GET_ITEM(args, 1), n - 1);
+    checks();
   } catch (const BadSpec&) {
     return nullptr;
   } catch (const c10::TypeError& e) {
@@ -135,6 +166,23 @@ PyObject* check_args(PyObject*, PyObject* args) {
     return nullptr;
   }
   Py_RETURN_NONE;
+}
+}  // namespace
+
+PyObject* check_args(PyObject*, PyObject* args) {
+  const Py_ssize_t n = PyTuple_GET_SIZE(args);
+  if (n < 1 || !PyUnicode_Check(PyTuple_GET_ITEM(args, 0))) {
+    PyErr_SetString(PyExc_TypeError, "check_args(op: str, *args)");
+    return nullptr;
+  }
+  const char* op = PyUnicode_AsUTF8(PyTuple_GET_ITEM(args, 0));
+  return raising_as_the_op([&] { run_checks(op, &PyTuple_GET_ITEM(args, 1), n - 1); });
+}
+
+PyObject* check_same_device_py(PyObject*, PyObject* args) {
+  const char *op, *name, *device, *ref_name, *ref_device;
+  if (!PyArg_ParseTuple(args, "sssss", &op, &name, &device, &ref_name, &ref_device)) return nullptr;
+  return raising_as_the_op([&] { check_same_device(op, name, c10::Device(device), ref_name, c10::Device(ref_device)); });
 }
 
 }  // namespace s_ste

@@ -4,4 +4,5 @@
 
 namespace s_ste {
 PyObject* check_args(PyObject* self, PyObject* args);
+PyObject* check_same_device_py(PyObject* self, PyObject* args);
 }  // namespace s_ste

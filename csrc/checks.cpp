@@ -4,9 +4,6 @@
 
 #include <sstream>
 
-#include "s_ste/layout_sm80.cuh"
-#include "s_ste/layout_sm90.cuh"
-
 namespace s_ste {
 
 namespace {
@@ -59,9 +56,13 @@ void check_tensor(const char* op, const char* name, const ArgSpec& t, std::initi
   TORCH_CHECK_VALUE(t.contiguous, op, ": ", name, " must be contiguous (call .contiguous())");
 }
 
+void check_same_device(const char* op, const char* name, c10::Device device, const char* ref_name, c10::Device ref) {
+  TORCH_CHECK_VALUE(device == ref, op, ": ", name, " is on ", device, " but ", ref_name, " is on ", ref,
+                    "; move them to one device");
+}
+
 void check_same_device(const char* op, const char* name, const ArgSpec& t, const char* ref_name, const ArgSpec& ref) {
-  TORCH_CHECK_VALUE(t.device == ref.device, op, ": ", name, " is on ", t.device, " but ", ref_name, " is on ",
-                    ref.device, "; move them to one device");
+  check_same_device(op, name, t.device, ref_name, ref.device);
 }
 
 void check_last_dim(const char* op, const char* name, const ArgSpec& t, int64_t multiple, const char* why) {
@@ -76,36 +77,6 @@ void check_dim(const char* op, const char* name, const ArgSpec& t, int64_t dim) 
 }
 
 bool is_fp8(c10::ScalarType t) { return t == c10::kFloat8_e4m3fn || t == c10::kFloat8_e5m2; }
-
-void check_compress_shape(const char* op, Layout layout, int64_t rows, int64_t K, c10::ScalarType value_dtype) {
-  TORCH_CHECK_VALUE(!known(K) || K > 0, op, ": in_features (K) must be positive, got ", K);
-  if (layout == Layout::kSm80) {
-    TORCH_CHECK_TYPE(!is_fp8(value_dtype), op, ": layout \"sm80\" holds 16-bit values (no FP8 sparse tensor cores "
-                     "before SM90); use layout \"sm90\" for ", value_dtype);
-    TORCH_CHECK_VALUE(!known(rows) || (rows > 0 && rows % sm80::kRowAlign == 0), op,
-                      ": layout \"sm80\" needs the row count (out_features) to be a multiple of ",
-                      sm80::kRowAlign, " (CUTLASS SM80 int16 metadata), got ", rows);
-    TORCH_CHECK_VALUE(!known(K) || K % sm80::kKAlign == 0, op,
-                      ": layout \"sm80\" needs K (in_features) to be a multiple of ",
-                      sm80::kKAlign, ", got ", K);
-  } else {
-    TORCH_CHECK_VALUE(!known(rows) || rows > 0, op, ": layout \"sm90\" needs at least one row");
-    const int bits = int(8 * c10::elementSize(value_dtype));
-    TORCH_CHECK_VALUE(!known(K) || K % sm90::values_k_align(bits) == 0, op,
-                      ": layout \"sm90\" needs K (in_features) to be a multiple of ", sm90::values_k_align(bits),
-                      " for ", bits, "-bit values (16-byte rows for TMA), got ", K);
-  }
-}
-
-c10::ScalarType meta_dtype(Layout layout) {
-  return layout == Layout::kSm80 ? c10::kShort : c10::kByte;
-}
-
-int64_t meta_elements(Layout layout, int64_t rows, int64_t K, c10::ScalarType value_dtype) {
-  if (!known(rows) || !known(K)) return ArgSpec::kUnknownSize;
-  if (layout == Layout::kSm80) return rows * (K / 16);
-  return sm90::meta_bytes(rows, K, int(8 * c10::elementSize(value_dtype)));
-}
 
 void check_group_input(const char* op, const char* name, const ArgSpec& t) {
   check_tensor(op, name, t, {c10::kFloat, c10::kBFloat16, c10::kHalf});

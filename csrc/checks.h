@@ -97,15 +97,10 @@ std::string shape_str(const ArgSpec& t);  // "[3, 4]" as torch prints sizes; "?"
 // dtype ∈ allowed and contiguous.
 void check_tensor(const char* op, const char* name, const ArgSpec& t, std::initializer_list<c10::ScalarType> allowed);
 void check_same_device(const char* op, const char* name, const ArgSpec& t, const char* ref_name, const ArgSpec& ref);
+void check_same_device(const char* op, const char* name, c10::Device device, const char* ref_name, c10::Device ref);
 // Last dimension a positive multiple of `multiple` (4 for groups; more for a layout).
 void check_last_dim(const char* op, const char* name, const ArgSpec& t, int64_t multiple, const char* why);
 void check_dim(const char* op, const char* name, const ArgSpec& t, int64_t dim);
-
-// The value dtypes each layout holds, and the shape rules CUTLASS sets for it (rows or K may
-// be unknown).
-void check_compress_shape(const char* op, Layout layout, int64_t rows, int64_t K, c10::ScalarType value_dtype);
-int64_t meta_elements(Layout layout, int64_t rows, int64_t K, c10::ScalarType value_dtype);
-c10::ScalarType meta_dtype(Layout layout);
 
 // The shared checks of an element-wise group op (soft/hard threshold, β, MVUE): float32,
 // bfloat16 or float16, contiguous, last dimension a multiple of 4.

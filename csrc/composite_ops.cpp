@@ -50,21 +50,21 @@ at::Tensor sparse_linear_dense(const SparseLinearPlan& p, const at::Tensor& valu
                                const std::optional<at::Tensor>& alpha) {
   const c10::impl::ExcludeDispatchKeyGuard no_autograd(c10::autograd_dispatch_keyset);
   const at::Tensor w = call_decompress(values, meta, layout);
-  if (!is_fp8(values.scalar_type())) return at::linear(p.x2d, w, bias).view(p.out_sizes);
+  if (!is_fp8(values.scalar_type())) return sparse_linear_output(p, at::linear(p.x2d, w, bias));
   // FP8: what the GEMM computes, alpha·(x·ŵᵀ) + bias in float32, rounded once to bfloat16.
   at::Tensor acc = at::linear(p.x2d.to(at::kFloat), w.to(at::kFloat));
   if (alpha) acc.mul_(alpha->reshape({}));
   if (bias) acc.add_(bias->to(at::kFloat));
-  return acc.to(p.out_dtype).view(p.out_sizes);
+  return sparse_linear_output(p, acc.to(p.out_dtype));
 }
 
 namespace {
 
 at::Tensor sparse_linear_cpu(const at::Tensor& x, const at::Tensor& values, const at::Tensor& meta,
                              const std::optional<at::Tensor>& bias, c10::string_view layout,
-                             const std::optional<at::Tensor>& alpha) {
-  return sparse_linear_dense(plan_sparse_linear(x, values, meta, bias, layout, alpha), values, meta, bias, layout,
-                             alpha);
+                             const std::optional<at::Tensor>& alpha, bool out_transposed) {
+  return sparse_linear_dense(plan_sparse_linear(x, values, meta, bias, layout, alpha, out_transposed), values, meta,
+                             bias, layout, alpha);
 }
 
 }  // namespace

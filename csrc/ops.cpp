@@ -5,9 +5,11 @@
 #include <torch/library.h>
 
 #include "check_args_py.h"
+#include "layout_rules.h"
 #include "s_ste/layout_sm90.cuh"
 
 #include <cstring>
+#include <utility>
 
 #ifdef S_STE_WITH_CUDA
 #include "gemm/sparse_gemm.h"
@@ -22,6 +24,12 @@ TORCH_LIBRARY(s_ste, m) {
   m.def(
       "prune_and_compress(Tensor w, Tensor scale, str layout=\"sm80\", ScalarType? out_dtype=None)"
       " -> (Tensor values, Tensor meta)");
+  // prune_and_compress's values and meta, plus the dense ŵ [rows, K] they encode (the bytes
+  // decompress would write), in the same pass. hard: top-2 magnitudes instead of the soft
+  // threshold (the STE recipes), the bytes of compressing hard_threshold_24(w).
+  m.def(
+      "prune_and_compress_dense(Tensor w, Tensor scale, str layout=\"sm80\", ScalarType? out_dtype=None,"
+      " bool hard=False) -> (Tensor values, Tensor meta, Tensor dense)");
   // validate: reject metadata no compressor writes (an illegal 2:4 code, non-zero SM90 padding).
   // Free on the CPU; on CUDA it reads one count back (a host sync), so the layer's own
   // decompress of a weight it just compressed passes validate=False.
@@ -37,7 +45,7 @@ TORCH_LIBRARY(s_ste, m) {
       " Tensor? scale=None) -> (Tensor values, Tensor meta, Tensor amax)");
   m.def(
       "sparse_linear(Tensor x, Tensor values, Tensor meta, Tensor? bias=None, str layout=\"sm80\","
-      " Tensor? alpha=None) -> Tensor");
+      " Tensor? alpha=None, bool out_transposed=False) -> Tensor");
 }
 
 namespace {
@@ -48,6 +56,53 @@ PyObject* sm90_meta_bytes(PyObject*, PyObject* args) {
   int bits;
   if (!PyArg_ParseTuple(args, "LLi", &rows, &K, &bits)) return nullptr;
   return PyLong_FromLongLong(s_ste::sm90::meta_bytes(rows, K, bits));
+}
+
+// layout_rules(): {layout: {rule: value}}, the table of layout_rules.cpp; per-width rules
+// are {value bits: alignment} for the widths the layout holds.
+PyObject* layout_rules(PyObject*, PyObject*) {
+  PyObject* table = PyDict_New();
+  auto set = [](PyObject* d, const char* key, PyObject* v) {
+    PyDict_SetItemString(d, key, v);
+    Py_DECREF(v);
+  };
+  auto per_bits = [](int align16, int align8) {
+    PyObject* d = PyDict_New();
+    for (auto [bits, align] : {std::pair{16, align16}, std::pair{8, align8}}) {
+      if (align == 0) continue;
+      PyObject *k = PyLong_FromLong(bits), *v = PyLong_FromLong(align);
+      PyDict_SetItem(d, k, v);
+      Py_DECREF(k);
+      Py_DECREF(v);
+    }
+    return d;
+  };
+  for (const s_ste::LayoutRules& r : s_ste::all_layout_rules()) {
+    PyObject* row = PyDict_New();
+    set(row, "row_align", PyLong_FromLong(r.row_align));
+    set(row, "k_align", per_bits(r.k_align16, r.k_align8));
+    set(row, "gemm_row_align", PyLong_FromLong(r.gemm_row_align));
+    set(row, "gemm_k_align", per_bits(r.gemm_k_align16, r.gemm_k_align8));
+    set(row, "gemm_token_align", PyLong_FromLong(r.gemm_token_align));
+    set(row, "wgrad_token_pad", PyLong_FromLong(r.wgrad_token_pad));
+    set(row, "meta_dtype", PyUnicode_FromString(r.meta_dtype == c10::kShort ? "int16" : "uint8"));
+    set(table, r.name, row);
+  }
+  return table;
+}
+
+// meta_shape(layout, rows, K, elem_bits): the shape of the metadata the kernels allocate
+// for a compressed [rows, K] operand, for the fake kernels.
+PyObject* meta_shape(PyObject*, PyObject* args) {
+  const char* layout;
+  long long rows, K;
+  int bits;
+  if (!PyArg_ParseTuple(args, "sLLi", &layout, &rows, &K, &bits)) return nullptr;
+  const auto lay = std::strcmp(layout, "sm80") == 0 ? s_ste::Layout::kSm80 : s_ste::Layout::kSm90;
+  const auto shape = s_ste::meta_shape(lay, rows, K, bits == 8 ? c10::kByte : c10::kHalf);
+  PyObject* out = PyTuple_New(Py_ssize_t(shape.size()));
+  for (size_t i = 0; i < shape.size(); ++i) PyTuple_SET_ITEM(out, Py_ssize_t(i), PyLong_FromLongLong(shape[i]));
+  return out;
 }
 
 PyObject* built_with_cuda(PyObject*, PyObject*) {
@@ -168,6 +223,10 @@ PyMethodDef methods[] = {
 #endif
     {"check_args", s_ste::check_args, METH_VARARGS,
      "check_args(op, *specs): the real kernels' argument checks, for the fake kernels"},
+    {"check_same_device", s_ste::check_same_device_py, METH_VARARGS,
+     "check_same_device(op, name, device, ref_name, ref_device): the checks' error when the devices differ"},
+    {"layout_rules", layout_rules, METH_NOARGS, "the alignment rules of the layouts and their GEMMs"},
+    {"meta_shape", meta_shape, METH_VARARGS, "shape of the metadata for (layout, rows, K, elem_bits)"},
     {"sm90_meta_bytes", sm90_meta_bytes, METH_VARARGS, "bytes of SM90 metadata for (rows, K, elem_bits)"},
     {"built_with_cuda", built_with_cuda, METH_NOARGS, "whether the CUDA kernels were compiled in"},
     {nullptr, nullptr, 0, nullptr}};

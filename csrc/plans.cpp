@@ -4,8 +4,6 @@
 
 #include <ATen/ATen.h>
 
-#include "s_ste/layout_sm80.cuh"
-#include "s_ste/layout_sm90.cuh"
 
 namespace s_ste {
 
@@ -15,17 +13,23 @@ PrunePlan plan_prune(const char* op, const at::Tensor& w) {
           w.numel() / 4};
 }
 
-CompressPlan plan_compress(const at::Tensor& w, const at::Tensor& scale, std::string_view layout,
-                           std::optional<c10::ScalarType> out_dtype) {
-  const auto [lay, out] = check_prune_and_compress_args(spec_of(w), spec_of(scale), layout, out_dtype);
+namespace {
+// The metadata of a compressed [rows, K] operand: SM90's has padding that CUTLASS expects
+// zeroed; SM80's is written in full.
+at::Tensor alloc_meta(const at::Tensor& like, Layout layout, int64_t rows, int64_t K, c10::ScalarType values) {
+  const auto opts = like.options().dtype(meta_dtype(layout));
+  const auto shape = meta_shape(layout, rows, K, values);
+  return layout == Layout::kSm80 ? at::empty(shape, opts) : at::zeros(shape, opts);
+}
+}  // namespace
+
+CompressPlan plan_compress(const char* op, const at::Tensor& w, const at::Tensor& scale, std::string_view layout,
+                           std::optional<c10::ScalarType> out_dtype, bool write_dense) {
+  const auto [lay, out] = check_prune_and_compress_args(op, spec_of(w), spec_of(scale), layout, out_dtype);
   const int64_t rows = w.size(0), K = w.size(1);
   auto values = at::empty({rows, K / 2}, w.options().dtype(out));
-  // SM90 metadata has padding that CUTLASS expects zeroed; SM80 is written in full.
-  auto meta_opts = w.options().dtype(meta_dtype(lay));
-  const int64_t n_meta = meta_elements(lay, rows, K, out);
-  auto meta = lay == Layout::kSm80 ? at::empty({rows, K / 16}, meta_opts)
-                                   : at::zeros({n_meta}, meta_opts);
-  return {w, scale, values, meta, lay, rows, K};
+  auto dense = write_dense ? at::empty({rows, K}, w.options().dtype(out)) : at::Tensor();
+  return {w, scale, values, alloc_meta(w, lay, rows, K, out), dense, lay, rows, K};
 }
 
 DecompressPlan plan_decompress(const at::Tensor& values, const at::Tensor& meta,
@@ -54,18 +58,22 @@ void report_invalid_meta(const char* op, const ValidatePlan& p, int64_t bad_unit
 
 SparseLinearPlan plan_sparse_linear(const at::Tensor& x, const at::Tensor& values, const at::Tensor& meta,
                                     const std::optional<at::Tensor>& bias, std::string_view layout,
-                                    const std::optional<at::Tensor>& alpha) {
+                                    const std::optional<at::Tensor>& alpha, bool out_transposed) {
   auto spec_or_none = [](const std::optional<at::Tensor>& t) {
     return t ? std::optional<ArgSpec>(spec_of(*t)) : std::nullopt;
   };
-  const c10::ScalarType out_dtype =
-      check_sparse_linear_args(spec_of(x), spec_of(values), spec_of(meta), spec_or_none(bias), layout, spec_or_none(alpha));
-  const Layout lay = parse_layout("sparse_linear", layout);
-  const int64_t M = values.size(0), K = 2 * values.size(1);
-  std::vector<int64_t> out_sizes(x.sizes().begin(), x.sizes().end());
-  out_sizes.back() = M;
+  const auto [lay, out_dtype] = check_sparse_linear_args(spec_of(x), spec_of(values), spec_of(meta),
+                                                         spec_or_none(bias), layout, spec_or_none(alpha), out_transposed);
+  const int64_t N = values.size(0), K = 2 * values.size(1);
   at::Tensor x2d = x.reshape({-1, K}).contiguous();
-  return {x2d, out_sizes, out_dtype, lay, x2d.size(0), M, K};
+  const int64_t T = x2d.size(0);
+  std::vector<int64_t> y_sizes(x.sizes().begin(), x.sizes().end());
+  y_sizes.back() = N;
+  return {x2d, y_sizes, out_dtype, lay, out_transposed, T, N, K};
+}
+
+at::Tensor sparse_linear_output(const SparseLinearPlan& p, const at::Tensor& y2d) {
+  return p.out_transposed ? y2d.t().contiguous() : y2d.view(p.y_sizes);
 }
 
 MvuePlan plan_mvue(const at::Tensor& g, int64_t seed, int64_t offset) {
@@ -82,11 +90,9 @@ MvueCompressPlan plan_mvue_compress(const at::Tensor& g, int64_t seed, int64_t o
   const int64_t T = g.size(0), N = g.size(1);
   at::Tensor s = scale ? *scale : at::ones({}, g.options().dtype(at::kFloat));
   auto values = at::empty({N, T / 2}, g.options().dtype(out));
-  auto meta_opts = g.options().dtype(meta_dtype(lay));
-  auto meta = lay == Layout::kSm80 ? at::empty({N, T / 16}, meta_opts)
-                                   : at::zeros({meta_elements(lay, N, T, out)}, meta_opts);
   auto amax = at::zeros({}, g.options().dtype(at::kFloat));
-  return {g, s, values, meta, amax, lay, T, N, static_cast<uint64_t>(seed), static_cast<uint64_t>(offset)};
+  return {g, s, values, alloc_meta(g, lay, N, T, out), amax, lay, T, N, static_cast<uint64_t>(seed),
+          static_cast<uint64_t>(offset)};
 }
 
 QuantizeScaledPlan plan_quantize_scaled(const at::Tensor& x, const at::Tensor& scale, c10::ScalarType dtype,

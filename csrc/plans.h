@@ -18,13 +18,14 @@ struct PrunePlan {  // soft_threshold_24 / hard_threshold_24
 };
 PrunePlan plan_prune(const char* op, const at::Tensor& w);
 
-struct CompressPlan {  // prune_and_compress
+struct CompressPlan {  // prune_and_compress, prune_and_compress_dense
   at::Tensor w, scale, values, meta;
+  at::Tensor dense;  // ŵ [rows, K] in the values' dtype (prune_and_compress_dense), else undefined
   Layout layout;
   int64_t rows, K;
 };
-CompressPlan plan_compress(const at::Tensor& w, const at::Tensor& scale, std::string_view layout,
-                           std::optional<c10::ScalarType> out_dtype);
+CompressPlan plan_compress(const char* op, const at::Tensor& w, const at::Tensor& scale, std::string_view layout,
+                           std::optional<c10::ScalarType> out_dtype, bool write_dense);
 
 struct DecompressPlan {  // decompress
   at::Tensor values, meta, dense;
@@ -47,15 +48,19 @@ void report_invalid_meta(const char* op, const ValidatePlan& p, int64_t bad_unit
                          int64_t padding_bytes);
 
 struct SparseLinearPlan {  // sparse_linear
-  at::Tensor x2d;  // [N, K], contiguous
-  std::vector<int64_t> out_sizes;
+  at::Tensor x2d;  // [T, K], contiguous
+  std::vector<int64_t> y_sizes;  // [..., N]: x's, with out_features last
   c10::ScalarType out_dtype;  // x's dtype; bfloat16 for FP8 operands
   Layout layout;
-  int64_t N, M, K;
+  bool out_transposed;
+  int64_t T, N, K;  // tokens, out_features, in_features
 };
 SparseLinearPlan plan_sparse_linear(const at::Tensor& x, const at::Tensor& values, const at::Tensor& meta,
                                     const std::optional<at::Tensor>& bias, std::string_view layout,
-                                    const std::optional<at::Tensor>& alpha);
+                                    const std::optional<at::Tensor>& alpha, bool out_transposed);
+// What sparse_linear returns for the product y [T, N]: y viewed as [..., N], or yᵀ [N, T]
+// contiguous with out_transposed (one transposing copy).
+at::Tensor sparse_linear_output(const SparseLinearPlan& p, const at::Tensor& y2d);
 
 // The portable sparse_linear (decompress + dense GEMM): the CPU kernel and the CUDA fallback.
 at::Tensor sparse_linear_dense(const SparseLinearPlan& p, const at::Tensor& values, const at::Tensor& meta,

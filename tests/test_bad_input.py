@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import s_ste
+from s_ste import ops
 
 from conftest import randn
 
@@ -26,6 +27,12 @@ BETA = torch.tensor(1.0)
         (lambda: s_ste.prune_and_compress(randn(64, 48).half(), BETA), ValueError, r'layout "sm80" needs K .* multiple of 32'),
         (lambda: s_ste.prune_and_compress(randn(64, 40).half(), BETA, "sm90"), ValueError, r'layout "sm90" needs K .* multiple of 16'),
         (lambda: s_ste.prune_and_compress(W.half().view(2, 32, 64), BETA), ValueError, r"prune_and_compress: w must be 2-D"),
+        (lambda: ops.prune_and_compress_dense(W, BETA), TypeError, r"prune_and_compress_dense: out_dtype must be .*pass out_dtype="),
+        (lambda: ops.prune_and_compress_dense(W.half().view(2, 32, 64), BETA), ValueError, r"prune_and_compress_dense: w must be 2-D"),
+        (lambda: ops.prune_and_compress_dense(W.half(), torch.ones(2)), ValueError, r"prune_and_compress_dense: scale must hold one element"),
+        (lambda: ops.prune_and_compress_dense(W.half(), BETA, "sm70"), ValueError, r'prune_and_compress_dense: layout must be "sm80" or "sm90"'),
+        (lambda: ops.prune_and_compress_dense(W, BETA, "sm80", torch.float8_e4m3fn), TypeError, r'prune_and_compress_dense: layout "sm80" holds 16-bit values'),
+        (lambda: ops.prune_and_compress_dense(randn(64, 40).half(), BETA, "sm90"), ValueError, r'prune_and_compress_dense: layout "sm90" needs K .* multiple of 16'),
         (lambda: s_ste.decompress(W.half()[:, :32].contiguous(), torch.zeros(64, 3, dtype=torch.int16)), ValueError, r"decompress: meta has 192 elements"),
         (lambda: s_ste.decompress(W.half()[:, :32].contiguous(), torch.zeros(64, 4, dtype=torch.uint8)), TypeError, r"decompress: meta must have dtype"),
         (lambda: s_ste.decompress(W[:, :32].contiguous(), torch.zeros(64, 4, dtype=torch.int16)), TypeError, r"decompress: values must have dtype"),
@@ -77,6 +84,10 @@ def test_sparse_linear_errors(compressed):
         s_ste.sparse_linear(x, values, meta, torch.zeros(64))
     with pytest.raises(ValueError, match=r"sparse_linear: meta has 128 elements but values of shape \[64, 32\]"):
         s_ste.sparse_linear(x, values, meta[:, :2].contiguous())
+    with pytest.raises(ValueError, match=r"sparse_linear: bias must be None with out_transposed=True"):
+        ops.sparse_linear(x, values, meta, torch.zeros(64, dtype=torch.float16), out_transposed=True)
+    with pytest.raises(ValueError, match=r"sparse_linear: out_transposed=True needs a 2-D x"):
+        ops.sparse_linear(x.view(2, 2, 64), values, meta, out_transposed=True)
 
 
 def test_sparse_linear_fp8_errors():

@@ -7,8 +7,10 @@ import pytest
 import torch
 
 import s_ste
+from s_ste import ops
 
 from conftest import FLOAT_DTYPES, HALF_DTYPES, assert_bits_equal, randn, requires_cuda
+from test_fused_ops import DENSE_CASES, special_weight
 
 pytestmark = [requires_cuda, pytest.mark.cuda]
 
@@ -443,3 +445,60 @@ def test_mixed_cuda_and_meta_devices_are_named():
     with pytest.raises(ValueError, match="bias is on meta but values is on cuda"):
         s_ste.sparse_linear(randn(8, 64, dtype=torch.bfloat16, device="cuda"), v, m,
                             torch.zeros(64, dtype=torch.bfloat16, device="meta"))
+
+
+# ---- issue 15: prune_and_compress_dense and sparse_linear(out_transposed=True) ----
+
+@pytest.mark.parametrize("in_dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("layout,out_dtype,shape", DENSE_CASES + [
+    ("sm80", torch.bfloat16, (1024, 1056)), ("sm90", torch.float16, (1000, 1040)), ("sm90", torch.float8_e4m3fn, (4096, 4096))])
+@pytest.mark.parametrize("hard", [False, True])
+def test_prune_and_compress_dense(in_dtype, layout, out_dtype, shape, hard):
+    """values, meta and dense ŵ: the CPU bytes (which test_fused_ops.py proves equal to the unfused ops)."""
+    w = special_weight(*shape, seed=shape[1]).to(in_dtype)
+    scale = torch.tensor(0.8125 if out_dtype in HALF_DTYPES else 96.0)
+    gpu, cpu = both(ops.prune_and_compress_dense, w, scale, layout, out_dtype, hard)
+    for g, c, what in zip(gpu, cpu, ("values", "meta", "dense")):
+        assert_bits_equal(g, c, what)
+    (gv, gm), _ = both(s_ste.prune_and_compress, w, scale, layout, out_dtype)
+    if not hard:  # the public op is the same kernel without the dense store
+        assert_bits_equal(gv, gpu[0], "values")
+        assert_bits_equal(gm, gpu[1], "meta")
+
+
+@pytest.mark.parametrize("layout,dtype,T,N,K", [
+    ("sm80", torch.bfloat16, 256, 512, 512), ("sm80", torch.float16, 64, 96, 128), ("sm80", torch.bfloat16, 8, 32, 64),
+    ("sm90", torch.bfloat16, 256, 512, 512), ("sm90", torch.bfloat16, 120, 200, 144),
+    ("sm90", torch.float8_e4m3fn, 256, 512, 512), ("sm90", torch.float8_e5m2, 1024, 768, 8192)])
+def test_sparse_linear_out_transposed_on_the_gemms(layout, dtype, T, N, K):
+    """yᵀ from the CUTLASS kernel (SM80: its native output, no copy; SM90: one transpose):
+    the bytes of the kernel's y transposed, and no fallback."""
+    import s_ste_cuda
+
+    sm = torch.cuda.get_device_capability()[0]
+    if layout == "sm90" and sm != 9:
+        pytest.skip("SM90 kernels need a Hopper GPU")
+    fp8 = dtype in (torch.float8_e4m3fn, torch.float8_e5m2)
+    name, why = s_ste_cuda.gemm_select(layout, str(dtype).replace("torch.", ""), sm, T, N, K, False)
+    assert name is not None, why
+    w = randn(N, K, seed=1, device="cuda")
+    values, meta = s_ste.prune_and_compress(w, torch.tensor(50.0 if fp8 else 1.0, device="cuda"), layout, dtype)
+    x = randn(T, K, seed=2, device="cuda")
+    x, alpha = (s_ste.quantize_fp8(x, torch.float8_e4m3fn)[0], torch.tensor(0.02, device="cuda")) if fp8 else \
+        (x.to(dtype), None)
+    poison_allocator()
+    yt = ops.sparse_linear(x, values, meta, None, layout, alpha, out_transposed=True)
+    assert s_ste_cuda.last_sparse_linear_kernel() == name
+    assert yt.shape == (N, T) and yt.is_contiguous()
+    assert_bits_equal(yt, ops.sparse_linear(x, values, meta, None, layout, alpha).t().contiguous(), "yᵀ")
+    cpu = ops.sparse_linear(x.cpu(), values.cpu(), meta.cpu(), None, layout, None if alpha is None else alpha.cpu(),
+                            out_transposed=True)
+    assert ((yt.cpu().double() - cpu.double()).norm() / cpu.double().norm()).item() < 8e-3
+
+
+def test_sparse_linear_out_transposed_fallback_and_empty():
+    values, meta = s_ste.prune_and_compress(randn(64, 32, device="cuda").bfloat16(), torch.tensor(1.0, device="cuda"))
+    x = randn(40, 32, dtype=torch.bfloat16, device="cuda")  # K = 32: no SM80 kernel, the fallback
+    yt = ops.sparse_linear(x, values, meta, out_transposed=True)
+    assert_bits_equal(yt, ops.sparse_linear(x, values, meta).t().contiguous(), "fallback yᵀ")
+    assert ops.sparse_linear(x[:0], values, meta, out_transposed=True).shape == (64, 0)

@@ -6,11 +6,12 @@ import pytest
 import torch
 
 import s_ste
-from s_ste import reference as ref
+from s_ste import ops, reference as ref
 
 from conftest import FLOAT_DTYPES, HALF_DTYPES, assert_bits_equal, randn
 
 FP8 = (torch.float8_e4m3fn, torch.float8_e5m2)
+BETA = torch.tensor(1.0)
 
 
 def assert_same_or_both_nan(a, b, what):
@@ -186,3 +187,108 @@ def test_one_nan_encoding_on_every_path():
     assert (q.view(torch.uint8) == 0x7F).all() and amax.view(torch.int32) == 0x7FC00000
     pruned = s_ste.soft_threshold_24(w.bfloat16())[0]
     assert (pruned.view(torch.int16)[pruned.isnan()] == 0x7FFF).all()
+
+
+# ---- prune_and_compress_dense: values + meta + dense ŵ in one pass ----
+
+def special_weight(rows, K, seed):
+    """Random groups with, at the start of every row, the groups where pruning is delicate:
+    ±0, NaN and ±Inf at each position, magnitude ties, all-zero and one-non-zero groups."""
+    nan, inf = float("nan"), float("inf")
+    groups = [[0.0, -0.0, 0.0, -0.0], [-0.0, -0.0, -0.0, -0.0], [1.5, -0.0, 0.0, -0.0], [-0.0, 0.0, -2.0, -0.0],
+              [0.0, 0.0, 0.0, 3.0], [0.0, -0.0, -0.0, -3.0], [nan, 1.0, 2.0, 3.0], [1.0, nan, -2.0, 0.0],
+              [1.0, 2.0, -0.0, nan], [nan, nan, nan, nan], [inf, -inf, 1.0, 2.0], [inf, inf, inf, inf],
+              [-inf, 0.0, -0.0, 0.0], [1.0, 1.0, 1.0, 1.0], [1.0, -1.0, 1.0, -1.0], [2.0, 2.0, 1.0, 1.0],
+              [1.0, 2.0, 2.0, 1.0], [-1.0, 1.0, -0.0, 0.0], [1e-40, -1e-40, 0.0, 1e-39], [0.5, 0.25, -0.0, -0.5]]
+    w = randn(rows, K, seed=seed)
+    special = torch.tensor(groups).view(1, -1)[:, :K]
+    w[:, :special.shape[1]] = special
+    return w
+
+
+def test_the_special_weight_tests_what_it_says():
+    w = special_weight(32, 96, 0)
+    assert (w == 0).any() and torch.signbit(w[w == 0]).any() and w.isnan().any() and w.isinf().any()
+
+
+DENSE_CASES = [("sm80", o, (64, 96)) for o in HALF_DTYPES] + [("sm80", torch.bfloat16, (32, 32))] + [
+    ("sm90", o, s) for o in HALF_DTYPES for s in [(1, 16), (40, 80), (130, 336), (8, 48)]] + [
+    ("sm90", o, s) for o in FP8 for s in [(1, 32), (40, 96), (130, 352)]]
+
+
+@pytest.mark.parametrize("in_dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("layout,out_dtype,shape", DENSE_CASES)
+@pytest.mark.parametrize("hard", [False, True])
+def test_prune_and_compress_dense_equals_the_unfused_ops(in_dtype, layout, out_dtype, shape, hard):
+    # K not a multiple of 32 (sm90 16-bit: 16, 48, 80, 336) runs a short tail chunk; rows not a
+    # multiple of the CUDA tile (64) a partial tile.
+    w = special_weight(*shape, seed=shape[1]).to(in_dtype)
+    for beta in (0.75, 1.0, -1.5) if out_dtype in HALF_DTYPES else (96.0, -0.03):
+        scale = torch.tensor(beta)
+        values, meta, dense = ops.prune_and_compress_dense(w, scale, layout, out_dtype, hard)
+        src = s_ste.hard_threshold_24(w)[0] if hard else w
+        want_values, want_meta = s_ste.prune_and_compress(src, scale, layout, out_dtype)
+        assert_bits_equal(values, want_values, "values")
+        assert_bits_equal(meta, want_meta, "meta")
+        assert_bits_equal(dense, s_ste.decompress(want_values, want_meta, layout, validate=False), "dense")
+
+
+def test_prune_and_compress_dense_hard_is_the_ste_route_and_differs_from_soft():
+    w = randn(32, 64, seed=3).bfloat16()
+    soft = ops.prune_and_compress_dense(w, BETA, "sm80")
+    hard = ops.prune_and_compress_dense(w, BETA, "sm80", hard=True)
+    assert torch.equal(soft[1], hard[1]), "the same mask (the top-2 magnitudes)"
+    assert not torch.equal(soft[0], hard[0]), "the soft threshold shrinks the kept values"
+    assert_bits_equal(hard[2], s_ste.hard_threshold_24(w)[0], "hard dense = the hard-pruned weight at beta 1")
+
+
+def test_prune_and_compress_dense_defaults():
+    w = randn(32, 64, seed=4).half()
+    got = ops.prune_and_compress_dense(w, BETA)
+    assert got[0].dtype == got[2].dtype == torch.float16 and got[1].dtype == torch.int16, "sm80, w's dtype"
+    for a, b in zip(got, ops.prune_and_compress_dense(w, BETA, "sm80", None, False)):
+        assert_bits_equal(a, b)
+
+
+# ---- sparse_linear(out_transposed=True): yᵀ, the weight gradient in its parameter's layout ----
+
+@pytest.mark.parametrize("layout,dtype", [("sm80", torch.bfloat16), ("sm80", torch.float16), ("sm90", torch.bfloat16)] +
+                         [("sm90", f) for f in FP8])
+@pytest.mark.parametrize("T", [1, 40, 64])
+def test_sparse_linear_out_transposed_is_the_transpose(layout, dtype, T):
+    N, K = 64, 96 if layout == "sm90" else 64
+    fp8 = dtype in FP8
+    values, meta = s_ste.prune_and_compress(randn(N, K, seed=T), torch.tensor(50.0 if fp8 else 1.0), layout, dtype)
+    x = randn(T, K, seed=T + 1)
+    x, alpha = (s_ste.quantize_fp8(x, torch.float8_e4m3fn)[0], torch.tensor(0.02)) if fp8 else (x.to(dtype), None)
+    yt = s_ste.sparse_linear(x, values, meta, None, layout, alpha, out_transposed=True)
+    assert yt.shape == (N, T) and yt.is_contiguous()
+    assert_bits_equal(yt, s_ste.sparse_linear(x, values, meta, None, layout, alpha).t().contiguous(), "yᵀ")
+
+
+def test_sparse_linear_out_transposed_rules():
+    values, meta = s_ste.prune_and_compress(randn(32, 64).bfloat16(), BETA)
+    x = randn(8, 64).bfloat16()
+    with pytest.raises(ValueError, match=r"sparse_linear: bias must be None with out_transposed=True"):
+        s_ste.sparse_linear(x, values, meta, torch.zeros(32, dtype=torch.bfloat16), out_transposed=True)
+    with pytest.raises(ValueError, match=r"sparse_linear: out_transposed=True needs a 2-D x"):
+        s_ste.sparse_linear(x.view(2, 4, 64), values, meta, out_transposed=True)
+    for bad in (lambda t: t.to("meta"),):  # the fake kernel raises the same
+        with pytest.raises(ValueError, match=r"bias must be None with out_transposed=True"):
+            s_ste.sparse_linear(bad(x), bad(values), bad(meta), bad(torch.zeros(32, dtype=torch.bfloat16)),
+                                out_transposed=True)
+    assert s_ste.sparse_linear(x.to("meta"), values.to("meta"), meta.to("meta"), out_transposed=True).shape == (32, 8)
+
+
+def test_sparse_linear_out_transposed_gradients_are_the_transposed_ones():
+    values, meta = s_ste.prune_and_compress(randn(32, 64, seed=5).bfloat16(), BETA)
+    x = randn(16, 64, seed=6).bfloat16()
+    g = randn(32, 16, seed=7).bfloat16()  # dL/dyᵀ
+    grads = []
+    for out_transposed in (True, False):
+        xr, vr = x.clone().requires_grad_(), values.clone().requires_grad_()
+        y = s_ste.sparse_linear(xr, vr, meta, out_transposed=out_transposed)
+        y.backward(g if out_transposed else g.t().contiguous())
+        grads.append((xr.grad, vr.grad))
+    for a, b in zip(*grads):
+        assert_bits_equal(a, b, "gradients")

@@ -1,14 +1,16 @@
-// CPU kernels of the pruning ops: loops over groups / metadata units calling the shared
-// per-element math (the oracle the CUDA kernels are compared with, bit for bit).
+// CPU kernels of the pruning ops, calling the shared per-element math (the oracle the CUDA
+// kernels are compared with, bit for bit). prune_and_compress(_dense) runs the CUDA kernel's
+// body: per (row, 32-column chunk), prune_compress_chunk + store_meta_chunk (s_ste/chunk.cuh).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "../plans.h"
-#include "s_ste/compress.cuh"
+#include "s_ste/chunk.cuh"
 
 namespace s_ste {
 namespace {
@@ -37,23 +39,52 @@ std::tuple<at::Tensor, at::Tensor> threshold_cpu(const at::Tensor& w_in) {
   return {p.pruned, p.mask};
 }
 
-std::tuple<at::Tensor, at::Tensor> prune_and_compress_cpu(const at::Tensor& w_in, const at::Tensor& scale,
-                                                          c10::string_view layout,
-                                                          std::optional<c10::ScalarType> out_dtype) {
-  CompressPlan p = plan_compress(w_in, scale, layout, out_dtype);
+// values + meta (+ dense ŵ when the plan holds it) of w, chunk by chunk.
+void compress_cpu(CompressPlan& p, bool soft) {
   const float beta = p.scale.item<float>();
+  const int64_t chunks = (p.K + kChunkCols - 1) / kChunkCols;
   dispatch_compress(p.w.scalar_type(), p.values.scalar_type(), p.layout, [&](auto in_tag, auto out_tag, auto sm80, auto fp8) {
     using In = decltype(in_tag);
     using Out = decltype(out_tag);
-    constexpr bool kSm80 = decltype(sm80)::value;
     const In* w = p.w.data_ptr<In>();
     Out* values = static_cast<Out*>(p.values.data_ptr());
+    Out* dense = p.dense.defined() ? static_cast<Out*>(p.dense.data_ptr()) : nullptr;
     void* meta = p.meta.data_ptr();
-    at::parallel_for(0, p.rows * p.K / kUnitCols<kSm80>, kGrain / 4, [&](int64_t b, int64_t e) {
-      for (int64_t u = b; u < e; ++u) compress_unit<kSm80, decltype(fp8)::value>(w, values, meta, p.rows, p.K, u, beta);
+    at::parallel_for(0, p.rows * chunks, kGrain / 8, [&](int64_t b, int64_t e) {
+      for (int64_t u = b; u < e; ++u) {
+        const int64_t r = u / chunks, col0 = (u % chunks) * kChunkCols;
+        const int ncols = int(std::min<int64_t>(kChunkCols, p.K - col0));
+        float x[kChunkCols] = {};
+        for (int i = 0; i < ncols; ++i) x[i] = static_cast<float>(w[r * p.K + col0 + i]);
+        Out v[kChunkCols / 2];
+        const uint32_t packed = prune_compress_chunk<decltype(fp8)::value>(x, ncols / 4, beta, v, soft);
+        std::copy(v, v + ncols / 2, values + r * (p.K / 2) + col0 / 2);
+        store_meta_chunk<decltype(sm80)::value, int(8 * sizeof(Out))>(meta, p.rows, p.K, r, col0, ncols, packed);
+        if (dense) {
+          Out d[kChunkCols];
+          dense_chunk(v, packed, ncols / 4, d);
+          std::copy(d, d + ncols, dense + r * p.K + col0);
+        }
+      }
     });
   });
+}
+
+std::tuple<at::Tensor, at::Tensor> prune_and_compress_cpu(const at::Tensor& w, const at::Tensor& scale,
+                                                          c10::string_view layout,
+                                                          std::optional<c10::ScalarType> out_dtype) {
+  CompressPlan p = plan_compress("prune_and_compress", w, scale, layout, out_dtype, /*write_dense=*/false);
+  compress_cpu(p, /*soft=*/true);
   return {p.values, p.meta};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> prune_and_compress_dense_cpu(const at::Tensor& w, const at::Tensor& scale,
+                                                                            c10::string_view layout,
+                                                                            std::optional<c10::ScalarType> out_dtype,
+                                                                            bool hard) {
+  CompressPlan p = plan_compress("prune_and_compress_dense", w, scale, layout, out_dtype, /*write_dense=*/true);
+  compress_cpu(p, /*soft=*/!hard);
+  return {p.values, p.meta, p.dense};
 }
 
 // Counts the metadata units with an illegal code and the non-zero SM90 padding bytes.
@@ -108,6 +139,7 @@ TORCH_LIBRARY_IMPL(s_ste, CPU, m) {
   m.impl("soft_threshold_24", &threshold_cpu<true>);
   m.impl("hard_threshold_24", &threshold_cpu<false>);
   m.impl("prune_and_compress", &prune_and_compress_cpu);
+  m.impl("prune_and_compress_dense", &prune_and_compress_dense_cpu);
   m.impl("decompress", &decompress_cpu);
   m.impl("validate_compressed", &validate_compressed_cpu);
 }

@@ -50,10 +50,12 @@ __device__ __forceinline__ uint32_t raw_bits(const Out& v) {
   return uint32_t(v.x);
 }
 
-// p[0..nvals) = v[0..nvals); 16-byte stores when all 16 values are written (p aligned).
-template <typename Out>
-__device__ __forceinline__ void store_values(Out* __restrict__ p, int nvals, const Out (&v)[kChunkCols / 2]) {
-  constexpr int kN = kChunkCols / 2, kBytes = kN * int(sizeof(Out));
+// p[0..nvals) = v[0..nvals); 16-byte stores when all kN values are written (p aligned): a
+// chunk's 16 compressed values, or its 32 dense ones.
+template <typename Out, int kN>
+__device__ __forceinline__ void store_values(Out* __restrict__ p, int nvals, const Out (&v)[kN]) {
+  constexpr int kBytes = kN * int(sizeof(Out));
+  static_assert(kBytes % 16 == 0, "whole 16-byte stores");
   if (nvals == kN) {
     uint32_t words[kBytes / 4];
 #pragma unroll

@@ -7,10 +7,13 @@
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
+#include <type_traits>
+
 #include "../plans.h"
 #include "chunk_io.cuh"
 #include "device_support.h"
 #include "launch.cuh"
+#include "s_ste/chunk.cuh"
 #include "s_ste/compress.cuh"
 
 namespace s_ste {
@@ -35,12 +38,14 @@ __global__ void threshold_kernel(const T* __restrict__ w, T* __restrict__ out, b
 // One block per tile of 64 rows x 128 columns; thread t takes row t/4 of the tile and the
 // 32-column chunk t%4 of it: 16-byte loads that four neighbouring threads make contiguous,
 // a 32- or 16-byte store of its 16 values, and its metadata. No intermediate in memory.
+// WriteDense (prune_and_compress_dense) also stores the chunk's dense ŵ, the bytes
+// decompress would write, with 16-byte stores; prune_and_compress is this kernel without it.
 constexpr int kPruneTileRows = 64, kPruneTileCols = 4 * kChunkCols, kPruneThreads = 256;
 
-template <bool Sm80, int Fp8, typename In, typename Out>
+template <bool Sm80, int Fp8, typename In, typename Out, bool WriteDense>
 __global__ void __launch_bounds__(kPruneThreads, 4)  // <= 64 registers: no spills on sm_80 or sm_90a
     prune_compress_kernel(const In* __restrict__ w, const float* __restrict__ scale, Out* __restrict__ values,
-                          void* __restrict__ meta, int64_t rows, int64_t K) {
+                          void* __restrict__ meta, Out* __restrict__ dense, int64_t rows, int64_t K, bool soft) {
   const int64_t r = int64_t(blockIdx.x) * kPruneTileRows + threadIdx.x / 4;
   const int64_t col0 = int64_t(blockIdx.y) * kPruneTileCols + (threadIdx.x % 4) * kChunkCols;
   if (r >= rows || col0 >= K) return;
@@ -48,9 +53,14 @@ __global__ void __launch_bounds__(kPruneThreads, 4)  // <= 64 registers: no spil
   float x[kChunkCols];
   cuda::load_chunk(w + r * K + col0, ncols, x);
   Out v[kChunkCols / 2];
-  const uint32_t packed = prune_compress_chunk<Fp8>(x, ncols / 4, __ldg(scale), v);
+  const uint32_t packed = prune_compress_chunk<Fp8>(x, ncols / 4, __ldg(scale), v, soft);
   cuda::store_values(values + r * (K / 2) + col0 / 2, ncols / 2, v);
   store_meta_chunk<Sm80, int(8 * sizeof(Out))>(meta, rows, K, r, col0, ncols, packed);
+  if constexpr (WriteDense) {
+    Out d[kChunkCols];
+    dense_chunk(v, packed, ncols / 4, d);
+    cuda::store_values(dense + r * K + col0, ncols, d);
+  }
 }
 
 template <bool Sm80, typename T>
@@ -73,30 +83,52 @@ std::tuple<at::Tensor, at::Tensor> threshold_cuda(const at::Tensor& w_in) {
   return {p.pruned, p.mask};
 }
 
-std::tuple<at::Tensor, at::Tensor> prune_and_compress_cuda(const at::Tensor& w_in, const at::Tensor& scale,
-                                                           c10::string_view layout,
-                                                           std::optional<c10::ScalarType> out_dtype) {
-  CompressPlan p = plan_compress(w_in, scale, layout, out_dtype);
+// values + meta (+ dense ŵ when the plan holds it) of w, in one pass.
+void compress_cuda(const CompressPlan& p, bool soft) {
   const c10::cuda::CUDAGuard guard(p.w.device());
-  cuda::require_kernel_image("prune_and_compress");
+  const char* op = p.dense.defined() ? "prune_and_compress_dense" : "prune_and_compress";
+  cuda::require_kernel_image(op);
   // The 16-byte loads need an aligned row start (K*sizeof(In) % 16 == 0 follows from the
   // layouts' K alignment); a view at an odd storage offset is copied once.
   const at::Tensor w = reinterpret_cast<uintptr_t>(p.w.data_ptr()) % 16 ? p.w.clone() : p.w;
   const int64_t row_tiles = (p.rows + kPruneTileRows - 1) / kPruneTileRows;
   const int64_t col_tiles = (p.K + kPruneTileCols - 1) / kPruneTileCols;
-  TORCH_CHECK_VALUE(row_tiles < (int64_t(1) << 31) && col_tiles <= 65535, "prune_and_compress: w of shape ",
+  TORCH_CHECK_VALUE(row_tiles < (int64_t(1) << 31) && col_tiles <= 65535, op, ": w of shape ",
                     p.w.sizes(), " exceeds the launch grid (K must be at most ", 65535 * kPruneTileCols, ")");
   const dim3 grid{unsigned(row_tiles), unsigned(col_tiles)};
   auto stream = at::cuda::getCurrentCUDAStream();
   dispatch_compress(w.scalar_type(), p.values.scalar_type(), p.layout, [&](auto in_tag, auto out_tag, auto sm80, auto fp8) {
     using In = decltype(in_tag);
     using Out = decltype(out_tag);
-    prune_compress_kernel<decltype(sm80)::value, decltype(fp8)::value, In, Out><<<grid, kPruneThreads, 0, stream>>>(
-        w.data_ptr<In>(), p.scale.data_ptr<float>(), static_cast<Out*>(p.values.data_ptr()), p.meta.data_ptr(), p.rows,
-        p.K);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    auto launch = [&](auto write_dense) {
+      prune_compress_kernel<decltype(sm80)::value, decltype(fp8)::value, In, Out, decltype(write_dense)::value>
+          <<<grid, kPruneThreads, 0, stream>>>(w.data_ptr<In>(), p.scale.data_ptr<float>(),
+                                               static_cast<Out*>(p.values.data_ptr()), p.meta.data_ptr(),
+                                               write_dense ? static_cast<Out*>(p.dense.data_ptr()) : nullptr, p.rows,
+                                               p.K, soft);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    };
+    if (p.dense.defined()) launch(std::true_type{});
+    else launch(std::false_type{});
   });
+}
+
+std::tuple<at::Tensor, at::Tensor> prune_and_compress_cuda(const at::Tensor& w, const at::Tensor& scale,
+                                                           c10::string_view layout,
+                                                           std::optional<c10::ScalarType> out_dtype) {
+  const CompressPlan p = plan_compress("prune_and_compress", w, scale, layout, out_dtype, /*write_dense=*/false);
+  compress_cuda(p, /*soft=*/true);
   return {p.values, p.meta};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> prune_and_compress_dense_cuda(const at::Tensor& w,
+                                                                             const at::Tensor& scale,
+                                                                             c10::string_view layout,
+                                                                             std::optional<c10::ScalarType> out_dtype,
+                                                                             bool hard) {
+  const CompressPlan p = plan_compress("prune_and_compress_dense", w, scale, layout, out_dtype, /*write_dense=*/true);
+  compress_cuda(p, /*soft=*/!hard);
+  return {p.values, p.meta, p.dense};
 }
 
 // One thread per metadata unit: counts the units with an illegal code (and the first of
@@ -166,6 +198,7 @@ TORCH_LIBRARY_IMPL(s_ste, CUDA, m) {
   m.impl("soft_threshold_24", &threshold_cuda<true>);
   m.impl("hard_threshold_24", &threshold_cuda<false>);
   m.impl("prune_and_compress", &prune_and_compress_cuda);
+  m.impl("prune_and_compress_dense", &prune_and_compress_dense_cuda);
   m.impl("decompress", &decompress_cuda);
   m.impl("validate_compressed", &validate_compressed_cuda);
 }

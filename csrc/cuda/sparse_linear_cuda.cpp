@@ -26,16 +26,17 @@ gemm::Element element_of(c10::ScalarType t) {
 
 at::Tensor sparse_linear_cuda(const at::Tensor& x, const at::Tensor& values, const at::Tensor& meta,
                               const std::optional<at::Tensor>& bias, c10::string_view layout,
-                              const std::optional<at::Tensor>& alpha) {
-  const SparseLinearPlan p = plan_sparse_linear(x, values, meta, bias, layout, alpha);
+                              const std::optional<at::Tensor>& alpha, bool out_transposed) {
+  const SparseLinearPlan p = plan_sparse_linear(x, values, meta, bias, layout, alpha, out_transposed);
   const c10::cuda::CUDAGuard guard(values.device());
   const auto out_options = values.options().dtype(p.out_dtype);
-  if (p.N == 0) return at::empty(p.out_sizes, out_options);
+  if (p.T == 0) return sparse_linear_output(p, at::empty({0, p.N}, out_options));
 
-  at::Tensor out = at::empty({p.N * p.M}, out_options);
+  // The GEMM's names (csrc/gemm/sparse_gemm.h): M = out_features, N = tokens.
+  at::Tensor out = at::empty({p.T * p.N}, out_options);
   gemm::SparseLinearArgs args{};
-  args.N = p.N;
-  args.M = p.M;
+  args.N = p.T;
+  args.M = p.N;
   args.K = p.K;
   args.x = p.x2d.data_ptr();
   args.values = values.data_ptr();
@@ -56,8 +57,8 @@ at::Tensor sparse_linear_cuda(const at::Tensor& x, const at::Tensor& values, con
                           values.get_device());
   gemm::record_last_kernel(kernel ? kernel->name : "fallback");
   if (kernel == nullptr) {
-    TORCH_WARN_ONCE("sparse_linear: no CUTLASS sparse kernel takes this problem (N=", p.N, ", M=", p.M, ", K=",
-                    p.K, ", layout \"", layout, "\", ", values.scalar_type(), "): ", why,
+    TORCH_WARN_ONCE("sparse_linear: no CUTLASS sparse kernel takes this problem (N=", args.N, ", M=", args.M, ", K=",
+                    args.K, ", layout \"", layout, "\", ", values.scalar_type(), "): ", why,
                     ". Falling back to decompress + dense GEMM.");
     return sparse_linear_dense(p, values, meta, bias, layout, alpha);
   }
@@ -72,16 +73,18 @@ at::Tensor sparse_linear_cuda(const at::Tensor& x, const at::Tensor& values, con
 
   const bool add_bias = bias.has_value() && !kernel->has_bias;
   if (!kernel->out_is_transposed) {
-    at::Tensor y = out.view({p.N, p.M});
+    at::Tensor y = out.view({p.T, p.N});
     if (add_bias) y.add_(*bias);
-    return y.view(p.out_sizes);
+    return sparse_linear_output(p, y);
   }
-  // The kernel wrote yᵀ [M, N]: transpose (and add the bias) in one pass.
-  at::Tensor y = at::empty({p.N, p.M}, out_options);
-  const at::Tensor yt = out.view({p.M, p.N}).t();
-  if (add_bias) at::add_out(y, yt, *bias);
-  else y.copy_(yt);
-  return y.view(p.out_sizes);
+  // The kernel wrote yᵀ [N, T]: what out_transposed asks for (no bias there), as is;
+  // else transpose (and add the bias) in one pass.
+  const at::Tensor yt = out.view({p.N, p.T});
+  if (p.out_transposed) return yt;
+  at::Tensor y = at::empty({p.T, p.N}, out_options);
+  if (add_bias) at::add_out(y, yt.t(), *bias);
+  else y.copy_(yt.t());
+  return y.view(p.y_sizes);
 }
 
 }  // namespace

@@ -11,20 +11,60 @@
 
 namespace s_ste {
 
+// A chunk: 32 logical columns of one row, 8 groups, whose codes fill one 32-bit word.
+constexpr int kChunkCols = 32;
 constexpr int kChunkGroups = kChunkCols / 4;
 
-// prune_and_compress of one chunk: soft threshold, × beta, cast; returns the packed codes.
+// Writes the metadata of the `ncols` columns [col0, col0 + ncols) of row r; col0 is a
+// multiple of kChunkCols and ncols a multiple of the layout's metadata unit (K's alignment
+// guarantees it).
+template <bool Sm80, int ElemBits>
+S_STE_HD void store_meta_chunk(void* meta, int64_t rows, int64_t K, int64_t r, int64_t col0, int ncols,
+                               uint32_t packed) {
+  if constexpr (Sm80) {
+S_STE_UNROLL
+    for (int u = 0; u < kChunkCols / sm80::kMetaCols; ++u)
+      if (sm80::kMetaCols * u < ncols)
+        static_cast<int16_t*>(meta)[sm80::meta_offset(r, col0 / sm80::kMetaCols + u, rows)] =
+            static_cast<int16_t>(static_cast<uint16_t>(packed >> (16 * u)));
+  } else {
+S_STE_UNROLL
+    for (int u = 0; u < kChunkCols / sm90::kMetaCols; ++u)
+      if (sm90::kMetaCols * u < ncols)
+        static_cast<uint8_t*>(meta)[sm90::meta_byte_offset(r, col0 / sm90::kMetaCols + u, rows, K, ElemBits)] =
+            static_cast<uint8_t>(packed >> (8 * u));
+  }
+}
+
+// prune_and_compress of one chunk: threshold (soft: S-STE; else hard, the top-2 magnitudes),
+// × beta, cast; returns the packed codes.
 template <int Fp8, typename Out>
 S_STE_HD uint32_t prune_compress_chunk(const float (&w)[kChunkCols], int ngroups, float beta,
-                                       Out (&values)[kChunkCols / 2]) {
+                                       Out (&values)[kChunkCols / 2], bool soft = true) {
   uint32_t packed = 0;
 S_STE_UNROLL
   for (int s = 0; s < kChunkGroups; ++s) {
     if (s >= ngroups) break;
     const float g4[4] = {w[4 * s], w[4 * s + 1], w[4 * s + 2], w[4 * s + 3]};
-    packed |= prune_compress_group<Fp8>(g4, &values[2 * s], beta, true) << (4 * s);
+    packed |= prune_compress_group<Fp8>(g4, &values[2 * s], beta, soft) << (4 * s);
   }
   return packed;
+}
+
+// The dense chunk of a compressed one, the bytes decompress writes: each group's two values
+// at their kept positions, +0 elsewhere (prune_and_compress_dense's ŵ). Indexed by
+// compile-time positions only, so a CUDA kernel keeps it in registers.
+template <typename Out>
+S_STE_HD void dense_chunk(const Out (&values)[kChunkCols / 2], uint32_t packed, int ngroups,
+                          Out (&dense)[kChunkCols]) {
+S_STE_UNROLL
+  for (int s = 0; s < kChunkGroups; ++s) {
+    if (s >= ngroups) break;
+    int i0, i1;
+    decode24((packed >> (4 * s)) & 0xFu, i0, i1);
+S_STE_UNROLL
+    for (int i = 0; i < 4; ++i) dense[4 * s + i] = i == i0 ? values[2 * s] : (i == i1 ? values[2 * s + 1] : Out{});
+  }
 }
 
 // One group of mvue_24_t_compress: the MVUE sample of g rounded to T (as mvue_24 returns it

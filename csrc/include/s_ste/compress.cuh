@@ -1,8 +1,10 @@
-// Prune + scale + compress of one metadata unit (the groups that share one metadata
-// element), and its inverse. The CPU kernel loops over units, the CUDA kernel runs one
-// thread per unit; both call these, so the bytes they write are the same by construction.
-// Element types are template parameters (c10::Half, c10::BFloat16, float): anything that
-// converts to and from float.
+// Compression of one group of 4 (prune, scale, store two values and a 4-bit code) and the
+// inverse, decompression per metadata unit (the groups that share one metadata element).
+// The fused compressing kernels run whole chunks of groups (chunk.cuh); decompress and
+// validate_compressed run one metadata unit per loop step (CPU) or thread (CUDA). Both
+// backends call these, so the bytes they write are the same by construction. Element types
+// are template parameters (c10::Half, c10::BFloat16, float): anything that converts to and
+// from float.
 #pragma once
 #include <cstdint>
 
@@ -14,12 +16,9 @@
 
 namespace s_ste {
 
-// How a float32 value is stored: Fp8 = 0 converts to the 16-bit type Out (to_value: one NaN
-// encoding on every path); Fp8 = 1 / 2 writes
-// the saturating E4M3 / E5M2 rounding of fp8.cuh into the byte of Out (a plain FP8
-// conversion would turn overflow into NaN).
-enum Fp8Kind : int { kNotFp8 = 0, kE4M3 = 1, kE5M2 = 2 };
-
+// How a float32 value is stored (Fp8 is an Fp8Kind, fp8.cuh): kNotFp8 converts to the 16-bit
+// type Out (to_value: one NaN encoding on every path); kE4M3 / kE5M2 write the saturating
+// rounding of fp8.cuh into the byte of Out (a plain FP8 conversion would turn overflow into NaN).
 template <int Fp8, typename Out>
 S_STE_HD void store_value(Out& dst, float v) {
   if constexpr (Fp8 == kNotFp8) {
@@ -35,32 +34,16 @@ S_STE_HD void store_value(Out& dst, float v) {
   }
 }
 
-// Prune one group of 4, scale by beta, write its two kept values to values2[0..2) and
-// return its 4-bit code.
+// Prune one group of 4 (soft: the S-STE threshold; else the top-2 magnitudes, STE), scale by
+// beta, write its two kept values to values2[0..2) and return its 4-bit code. A kept zero is
+// stored as +0·beta, as the soft threshold yields it (it never writes -0), so a hard prune of
+// w compresses to exactly the bytes of compressing hard_threshold_24(w).
 template <int Fp8, typename Out>
 S_STE_HD uint32_t prune_compress_group(const float (&w)[4], Out* values2, float beta, bool soft) {
   const Pruned24 p = prune_group(w, soft);
-  store_value<Fp8>(values2[0], mul_rn(p.v0, beta));
-  store_value<Fp8>(values2[1], mul_rn(p.v1, beta));
+  store_value<Fp8>(values2[0], mul_rn(p.v0 == 0.0f ? 0.0f : p.v0, beta));
+  store_value<Fp8>(values2[1], mul_rn(p.v1 == 0.0f ? 0.0f : p.v1, beta));
   return code24(p.i0, p.i1);
-}
-
-// Prune `groups` consecutive groups of row `in` starting at element 4*g0, scale by beta,
-// write their kept values to `values_row` (two per group) and return their codes packed
-// low nibble first.
-template <int Groups, int Fp8, typename In, typename Out>
-S_STE_HD uint32_t prune_compress_groups(const In* in, Out* values_row, int64_t g0, float beta,
-                                        bool soft) {
-  uint32_t packed = 0;
-S_STE_UNROLL
-  for (int s = 0; s < Groups; ++s) {
-    const int64_t g = g0 + s;
-    float w[4];
-S_STE_UNROLL
-    for (int i = 0; i < 4; ++i) w[i] = static_cast<float>(in[4 * g + i]);
-    packed |= prune_compress_group<Fp8>(w, values_row + 2 * g, beta, soft) << (4 * s);
-  }
-  return packed;
 }
 
 // Scatter `groups` groups' values back to dense positions according to their codes.
@@ -79,14 +62,6 @@ S_STE_UNROLL
 }
 
 // SM80: one int16 metadata element = 4 groups (16 logical columns).
-template <int Fp8, typename In, typename Out>
-S_STE_HD void compress_unit_sm80(const In* w, Out* values, int16_t* meta, int64_t rows, int64_t K,
-                                 int64_t r, int64_t c, float beta, bool soft) {
-  const uint32_t packed =
-      prune_compress_groups<4, Fp8>(w + r * K, values + r * (K / 2), 4 * c, beta, soft);
-  meta[sm80::meta_offset(r, c, rows)] = static_cast<int16_t>(static_cast<uint16_t>(packed));
-}
-
 template <typename T>
 S_STE_HD void decompress_unit_sm80(const T* values, const int16_t* meta, T* out, int64_t rows,
                                    int64_t K, int64_t r, int64_t c) {
@@ -95,14 +70,6 @@ S_STE_HD void decompress_unit_sm80(const T* values, const int16_t* meta, T* out,
 }
 
 // SM90: one metadata byte = 2 groups (8 logical columns); k8 indexes those byte columns.
-template <int Fp8, typename In, typename Out>
-S_STE_HD void compress_unit_sm90(const In* w, Out* values, uint8_t* meta, int64_t rows, int64_t K,
-                                 int64_t r, int64_t k8, float beta, bool soft) {
-  const uint32_t packed =
-      prune_compress_groups<2, Fp8>(w + r * K, values + r * (K / 2), 2 * k8, beta, soft);
-  meta[sm90::meta_byte_offset(r, k8, rows, K, int(8 * sizeof(Out)))] = static_cast<uint8_t>(packed);
-}
-
 template <typename T>
 S_STE_HD void decompress_unit_sm90(const T* values, const uint8_t* meta, T* out, int64_t rows,
                                    int64_t K, int64_t r, int64_t k8) {
@@ -110,34 +77,10 @@ S_STE_HD void decompress_unit_sm90(const T* values, const uint8_t* meta, T* out,
   decompress_groups<2>(values + r * (K / 2), packed, out + r * K, 2 * k8);
 }
 
-// One entry point per direction for both layouts, indexed by a flat unit number u in
+// One entry point for both layouts, indexed by a flat unit number u in
 // [0, rows * K / UnitCols): the CPU and CUDA loops run the same body.
 template <bool Sm80>
-constexpr int kUnitCols = Sm80 ? 16 : 8;  // logical columns covered by one metadata element
-
-// The fused kernels work on chunks of kChunkCols logical columns of one row (8 groups: one
-// 32-bit word of packed codes). store_meta_chunk writes the metadata of the `ncols` columns
-// [col0, col0 + ncols) of row r; col0 is a multiple of kChunkCols and ncols a multiple of
-// the layout's unit (K's alignment guarantees it).
-constexpr int kChunkCols = 32;
-
-template <bool Sm80, int ElemBits>
-S_STE_HD void store_meta_chunk(void* meta, int64_t rows, int64_t K, int64_t r, int64_t col0, int ncols,
-                               uint32_t packed) {
-  if constexpr (Sm80) {
-S_STE_UNROLL
-    for (int u = 0; u < kChunkCols / 16; ++u)
-      if (16 * u < ncols)
-        static_cast<int16_t*>(meta)[sm80::meta_offset(r, col0 / 16 + u, rows)] =
-            static_cast<int16_t>(static_cast<uint16_t>(packed >> (16 * u)));
-  } else {
-S_STE_UNROLL
-    for (int u = 0; u < kChunkCols / 8; ++u)
-      if (8 * u < ncols)
-        static_cast<uint8_t*>(meta)[sm90::meta_byte_offset(r, col0 / 8 + u, rows, K, ElemBits)] =
-            static_cast<uint8_t>(packed >> (8 * u));
-  }
-}
+constexpr int kUnitCols = Sm80 ? sm80::kMetaCols : sm90::kMetaCols;  // logical columns of one metadata element
 
 // A code our compressors write: kept positions i0 < i1. Everything else (0x0, which CUTLASS's
 // own compressor uses for an all-zero group, 0x1, 0x5, 0xF, ...) would make decompress and
@@ -161,19 +104,6 @@ S_STE_HD bool meta_unit_legal(const void* meta, int64_t rows, int64_t K, int ele
 S_STE_UNROLL
   for (int s = 0; s < kUnitCols<Sm80> / 4; ++s) ok = ok && legal_code24((packed >> (4 * s)) & 0xFu);
   return ok;
-}
-
-template <bool Sm80, int Fp8, typename In, typename Out>
-S_STE_HD void compress_unit(const In* w, Out* values, void* meta, int64_t rows, int64_t K, int64_t u,
-                            float beta) {
-  const int64_t cols = K / kUnitCols<Sm80>, r = u / cols, c = u % cols;
-  if constexpr (Sm80) {
-    // The SM80 layout holds 16-bit values only; the op layer rejects FP8 before any launch.
-    if constexpr (Fp8 == kNotFp8)
-      compress_unit_sm80<Fp8>(w, values, static_cast<int16_t*>(meta), rows, K, r, c, beta, true);
-  } else {
-    compress_unit_sm90<Fp8>(w, values, static_cast<uint8_t*>(meta), rows, K, r, c, beta, true);
-  }
 }
 
 template <bool Sm80, typename T>

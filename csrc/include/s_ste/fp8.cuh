@@ -9,6 +9,15 @@
 #include <cuda_fp8.h>
 #endif
 
+namespace s_ste {
+
+// Which FP8 format a compressing kernel stores its values in: the compile-time tag of the
+// value dtype (the op layer's dispatch_value_type passes it; compress.cuh's store_value
+// reads it).
+enum Fp8Kind : int { kNotFp8 = 0, kE4M3 = 1, kE5M2 = 2 };
+
+}  // namespace s_ste
+
 namespace s_ste::fp8 {
 
 struct Format {

@@ -45,8 +45,25 @@ constexpr int kAtomK16 = kMinTileK16;
 constexpr int kAtomK8 = kMinTileK8;
 constexpr int kAtomM = 64;  // one wgmma M extent: rows are padded to a multiple of it
 
-// K alignment of the compressed values (16 bytes per compressed row): 16 for 16-bit, 32 for 8-bit.
+// The alignment rules of layout "sm90" (csrc/layout_rules.cpp exports them as
+// s_ste_cuda.layout_rules(); csrc/gemm/sm90_sparse_gemm.cuh static_asserts the GEMM's).
+// A compressed operand [rows, K]: any positive number of rows (the metadata pads them to
+// kAtomM), and K such that a compressed row is whole 16-byte TMA vectors: 16 for 16-bit
+// values, 32 for 8-bit.
+constexpr int kRowAlign = 1;
 S_STE_HD constexpr int values_k_align(int elem_bits) { return 256 / elem_bits; }
+constexpr int kMetaCols = 8;  // logical columns per metadata byte
+// What CUTLASS 3.x's SM90 sparse GEMMs need of the product out = x · Âᵀ:
+//  M = out_features: out [N, M] (16-bit in every kernel) is TMA-stored in 16-byte rows;
+//  K: Â's compressed rows and x's rows are whole 16-byte vectors (x's rule, 8 elements of
+//     a 16-bit or 16 of an 8-bit x, is weaker than Â's);
+//  N = tokens: free.
+constexpr int kGemmRowAlign = 8;
+S_STE_HD constexpr int gemm_k_align(int elem_bits) { return values_k_align(elem_bits); }
+constexpr int kGemmTokenAlign = 1;
+// The weight-gradient GEMM's K is the tokens: one zero-padding that serves its 16-bit and
+// its FP8 operand.
+constexpr int kWgradTokenPad = gemm_k_align(8);
 
 S_STE_HD constexpr int atom_k(int elem_bits) { return elem_bits == 8 ? kAtomK8 : kAtomK16; }
 
