@@ -5,8 +5,8 @@
   of 16 for the FP8 input gradient), and if not, why.
 - ``s_ste::fast_linear(x, w, values, meta, w_dgrad, ...)`` -> y from the compressed weight
   (sparse GEMM; FP8: quantize_fp8_scaled then the E4M3 sparse GEMM), whose backward
-  (``s_ste::fast_linear_backward``) computes dx with a dense GEMM and dWᵀ with
-  mvue_24_t_compress and the sparse GEMM; FP8 scales come in by slot (fp8_scaling.X, W, GRAD,
+  (``s_ste::fast_linear_backward``) computes dx with a dense GEMM and dW (in the parameter's
+  layout) with mvue_24_t_compress and the sparse GEMM; FP8 scales come in by slot (fp8_scaling.X, W, GRAD,
   GRAD_MVUE; delayed scaling) and the measured amaxes go back out, no host sync.
 - :func:`linear`: the typed call of that op (a CompressedWeight, an Fp8Step or None).
 
@@ -24,22 +24,12 @@ import torch.nn.functional as F
 
 from . import ops, semantic
 from ._nvtx import nvtx
-from .fp8_scaling import E4M3, E5M2, GRAD, GRAD_MVUE, X, W, Fp8Step, clean, first_grad_scales, nan_unless_finite
+from .fp8_scaling import GRAD, GRAD_MVUE, X, W, Fp8Step, clean, first_grad_scales, nan_unless_finite
+from .ops import E4M3, E5M2, FP8_DTYPES, HALF_DTYPES, LAYOUT_RULES
 from .weight_cache import CompressedWeight
 
-HALF_DTYPES = (torch.bfloat16, torch.float16)
 # torch._scaled_mm (the FP8 input-gradient GEMM, dense) needs every dimension a multiple of 16.
 SCALED_MM_ALIGN = 16
-LAYOUT_RULES = {  # (the extension's table, until it exports it)
-    "sm80": {"row_align": 32, "k_align": {16: 32}, "gemm_row_align": 32, "gemm_k_align": {16: 32},
-             "gemm_token_align": 8, "wgrad_token_pad": 64},
-    "sm90": {"row_align": 1, "k_align": {16: 16, 8: 32}, "gemm_row_align": 1, "gemm_k_align": {16: 16, 8: 32},
-             "gemm_token_align": 1, "wgrad_token_pad": 32},
-}
-
-
-def ops_available() -> bool:
-    return hasattr(torch.ops.s_ste, "mvue_24_t_compress") and hasattr(torch.ops.s_ste, "quantize_fp8_scaled")
 
 
 def auto_layout(device: torch.device) -> str | None:
@@ -68,8 +58,6 @@ def eligible(recipe: str, fp8: bool, layout: str | None, x: torch.Tensor, weight
     """(layout, "") when the fast path can run this forward, else (None, why not)."""
     if recipe == "dense":
         return None, "the 'dense' recipe has no 2:4 weight"
-    if not ops_available():
-        return None, "the s_ste_cuda extension lacks mvue_24_t_compress/quantize_fp8_scaled (rebuild it)"
     if x.device != weight.device:
         return None, f"input on {x.device}, weight on {weight.device}"
     layout = layout or auto_layout(x.device)
@@ -119,7 +107,7 @@ def fast_linear(
     T = x.shape[0]
     if T == 0:  # an empty batch: no GEMM, no amax (−1: none this step)
         return _empty_forward(x, values, need_wgrad)
-    if values.dtype not in ops.FP8_DTYPES:
+    if values.dtype not in FP8_DTYPES:
         with nvtx("fwd_gemm"):
             y = ops.sparse_linear(x, values, meta, bias, layout)
         return y, x.new_empty((0,)), x.new_zeros((), dtype=torch.float32)
@@ -143,7 +131,7 @@ def _fast_linear_devices(x, weight, values, meta, w_dgrad, bias, scales, amax):
 def _empty_forward(x, values, need_wgrad):
     N, K = values.shape[0], x.shape[1]
     none = x.new_full((), -1.0, dtype=torch.float32)
-    if values.dtype not in ops.FP8_DTYPES:
+    if values.dtype not in FP8_DTYPES:
         return x.new_empty((0, N)), x.new_empty((0,)), none
     saved = x.new_empty((K, 0) if need_wgrad else (0,), dtype=E4M3)
     return x.new_empty((0, N), dtype=torch.bfloat16), saved, none
@@ -155,7 +143,7 @@ def _fast_linear_fake(x, weight, values, meta, w_dgrad, bias, rng, scales, amax,
     _fast_linear_devices(x, weight, values, meta, w_dgrad, bias, scales, amax)
     T, K = x.shape
     N = values.shape[0]
-    if values.dtype not in ops.FP8_DTYPES:
+    if values.dtype not in FP8_DTYPES:
         return x.new_empty((T, N)), x.new_empty((0,)), x.new_empty((), dtype=torch.float32)
     saved = x.new_empty((K, _padded(T, layout)) if need_wgrad else (0,), dtype=E4M3)
     return x.new_empty((T, N), dtype=torch.bfloat16), saved, x.new_empty((), dtype=torch.float32)
@@ -165,11 +153,14 @@ def _fast_linear_fake(x, weight, values, meta, w_dgrad, bias, rng, scales, amax,
 def fast_linear_backward(
     grad: torch.Tensor, x: torch.Tensor, w_dgrad: torch.Tensor, rng: torch.Tensor, scales: Optional[torch.Tensor],
     amax: Optional[torch.Tensor], layout: str, mvue: bool, first: bool, wgrad: bool, rank: int = 0,
+    weight_t: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(dx [T, K], dWᵀ [K, N], db [N]) for y = x ŵᵀ + b, g = grad [T, N] (wgrad=False: dWᵀ empty).
+    """(dx [T, K], dW [N, K], db [N]) for y = x ŵᵀ + b, g = grad [T, N] (wgrad=False: dW empty).
 
     dx = g·ŵ, a dense GEMM (w_dgrad: ŵ [N, K] in 16 bits, or ŵ_qᵀ [K, N] in E4M3);
-    dWᵀ = xᵀ·MVUE(gᵀ)ᵀ through mvue_24_t_compress and the sparse GEMM (mvue=False: dense xᵀ·g).
+    dW = MVUE(gᵀ)·x through mvue_24_t_compress and the sparse GEMM (mvue=False: dense gᵀ·x), in
+    the parameter's layout: contiguous, or for a parameter stored [K, N] (weight_t: HF's Conv1D)
+    the [N, K] view of a contiguous dWᵀ, so that AccumulateGrad copies nothing.
     16-bit: x is the layer input [T, K]. FP8: x is the saved E4M3 xᵀ [K, T_pad]; g is cast to E5M2
     with scales[GRAD] (first step: its current amax), MVUE(gᵀ) with scales[GRAD_MVUE] (first
     step: 4·max|g|), and their amaxes are written to amax[GRAD], amax[GRAD_MVUE] (the history's).
@@ -178,24 +169,25 @@ def fast_linear_backward(
     T, N = grad.shape
     seed, offset = semantic.take_mvue_draw(rng, rank) if mvue else (0, 0)
     if T == 0:  # an empty batch: zero weight and bias gradients, no amax
-        return _empty_backward(grad, w_dgrad, wgrad)
+        return _empty_backward(grad, w_dgrad, wgrad, weight_t)
     Tp = _padded(T, layout)
-    if w_dgrad.dtype not in ops.FP8_DTYPES:
+    if w_dgrad.dtype not in FP8_DTYPES:
         with nvtx("dgrad_gemm"):
             dx = grad @ w_dgrad
         if not wgrad:
-            dwt = grad.new_empty((0,))
+            dw = grad.new_empty((0,))
         elif mvue:
             with nvtx("mvue_t_compress"):
                 values, meta, _ = ops.mvue_24_t_compress(_pad_rows(grad, Tp), seed, offset, layout)
             with nvtx("transpose_x"):
                 x_t = _pad_rows(x, Tp).t().contiguous()
             with nvtx("wgrad_gemm"):
-                dwt = ops.sparse_linear(x_t, values, meta, None, layout)
+                dw = _in_layout(ops.sparse_linear(x_t, values, meta, None, layout, out_transposed=not weight_t),
+                                weight_t)
         else:
             with nvtx("wgrad_gemm_dense"):
-                dwt = x.t() @ grad
-        return dx, dwt, grad.sum(0)
+                dw = _from_transposed(x.t() @ grad, weight_t)
+        return dx, dw, grad.sum(0)
     gp = _pad_rows(grad, Tp)
     s_x, s_w, s_g, s_h = scales[X], scales[W], scales[GRAD], scales[GRAD_MVUE]
     if first:  # no history yet: the current amax (one extra reduction, first step only)
@@ -208,42 +200,61 @@ def fast_linear_backward(
     with nvtx("dgrad_gemm"):
         dx = _fp8_mm(g_q, w_dgrad.t(), inv_g, s_w.reciprocal())[:T]
     if not wgrad:
-        dwt = grad.new_empty((0,), dtype=torch.bfloat16)
+        dw = grad.new_empty((0,), dtype=torch.bfloat16)
         amax_h = torch.full_like(amax_g, -1.0)
     elif mvue:
         with nvtx("mvue_t_compress"):
             values, meta, amax_h = ops.mvue_24_t_compress(gp, seed, offset, layout, E5M2, s_h.reshape(1))
+        alpha = nan_unless_finite((s_x * s_h).reciprocal(), amax_g)
         with nvtx("wgrad_gemm"):
-            dwt = ops.sparse_linear(x, values, meta, None, layout, nan_unless_finite((s_x * s_h).reciprocal(), amax_g))
+            dw = _in_layout(ops.sparse_linear(x, values, meta, None, layout, alpha, out_transposed=not weight_t),
+                            weight_t)
     else:
         with nvtx("wgrad_gemm_dense"):
-            dwt = _fp8_mm(x, g_qt.t(), s_x.reciprocal(), inv_g)
+            dw = _from_transposed(_fp8_mm(x, g_qt.t(), s_x.reciprocal(), inv_g), weight_t)
         amax_h = torch.full_like(amax_g, -1.0)  # no MVUE output this step
-    # An overflowed gradient (a loss-scaler step) stays Inf/NaN in dx and dWᵀ, so the scaler skips
+    # An overflowed gradient (a loss-scaler step) stays Inf/NaN in dx and dW, so the scaler skips
     # the step; its amax is kept out of the saved state (recorded as 0, as fold would).
     amax[GRAD:GRAD_MVUE + 1].copy_(clean(torch.stack([amax_g, amax_h])))
-    return dx, dwt, grad.sum(0, dtype=torch.float32).to(grad.dtype)
+    return dx, dw, grad.sum(0, dtype=torch.float32).to(grad.dtype)
+
+
+def _in_layout(gemm_out: torch.Tensor, weight_t: bool) -> torch.Tensor:
+    """dW [N, K] from the weight-gradient GEMM's output: dW itself (out_transposed), or dWᵀ viewed."""
+    return gemm_out.t() if weight_t else gemm_out
+
+
+def _from_transposed(dwt: torch.Tensor, weight_t: bool) -> torch.Tensor:
+    """dW [N, K] in the parameter's layout from a contiguous dWᵀ (the dense weight-gradient GEMMs)."""
+    return dwt.t() if weight_t else dwt.t().contiguous()
 
 
 def _backward_shapes(grad, w_dgrad):
-    """(K, dtype of dx and dWᵀ) of a backward."""
-    fp8 = w_dgrad.dtype in ops.FP8_DTYPES
+    """(K, dtype of dx and dW) of a backward."""
+    fp8 = w_dgrad.dtype in FP8_DTYPES
     return (w_dgrad.shape[0] if fp8 else w_dgrad.shape[1]), (torch.bfloat16 if fp8 else grad.dtype)
 
 
-def _empty_backward(grad, w_dgrad, wgrad):
+def _weight_grad_like(grad, K, N, dtype, weight_t, zeros=False):
+    """A [N, K] dW in the parameter's layout (see fast_linear_backward)."""
+    make = grad.new_zeros if zeros else grad.new_empty
+    return make((K, N), dtype=dtype).t() if weight_t else make((N, K), dtype=dtype)
+
+
+def _empty_backward(grad, w_dgrad, wgrad, weight_t):
     N = grad.shape[1]
     K, dtype = _backward_shapes(grad, w_dgrad)
-    dwt = grad.new_zeros((K, N), dtype=dtype) if wgrad else grad.new_empty((0,), dtype=dtype)
-    return grad.new_empty((0, K), dtype=dtype), dwt, grad.new_zeros((N,))
+    dw = _weight_grad_like(grad, K, N, dtype, weight_t, zeros=True) if wgrad else grad.new_empty((0,), dtype=dtype)
+    return grad.new_empty((0, K), dtype=dtype), dw, grad.new_zeros((N,))
 
 
 @fast_linear_backward.register_fake
-def _fast_linear_backward_fake(grad, x, w_dgrad, rng, scales, amax, layout, mvue, first, wgrad, rank=0):
+def _fast_linear_backward_fake(grad, x, w_dgrad, rng, scales, amax, layout, mvue, first, wgrad, rank=0,
+                               weight_t=False):
     T, N = grad.shape
     K, dtype = _backward_shapes(grad, w_dgrad)
-    dwt = grad.new_empty((K, N) if wgrad else (0,), dtype=dtype)
-    return grad.new_empty((T, K), dtype=dtype), dwt, grad.new_empty((N,))
+    dw = _weight_grad_like(grad, K, N, dtype, weight_t) if wgrad else grad.new_empty((0,), dtype=dtype)
+    return grad.new_empty((T, K), dtype=dtype), dw, grad.new_empty((N,))
 
 
 def _fast_setup(ctx, inputs, output):
@@ -252,8 +263,9 @@ def _fast_setup(ctx, inputs, output):
     ctx.mark_non_differentiable(x_fp8_t, output[2])
     ctx.has_bias, ctx.layout, ctx.mvue, ctx.first = bias is not None, layout, mvue, first
     ctx.decay, ctx.rank = decay, (rank or [0])[0]
-    ctx.fp8 = values.dtype in ops.FP8_DTYPES
+    ctx.fp8 = values.dtype in FP8_DTYPES
     ctx.x_dtype, ctx.w_dtype = x.dtype, weight.dtype
+    ctx.weight_t = not weight.is_contiguous()  # (SparseConv1D's [out, in] view of its [in, out] parameter)
     saved_x = x_fp8_t if ctx.fp8 else x
     # The amax buffer is written by the next forward before this backward runs (delayed scaling),
     # and the MVUE counter by the backward: both held, not saved (no version check).
@@ -266,13 +278,14 @@ def _fast_backward(ctx, grad, _g_saved, _g_amax):
     wgrad = ctx.needs_input_grad[1]
     if wgrad and ctx.fp8 and x.dim() != 2:  # (the forward saved the 1-D placeholder, not xᵀ)
         raise RuntimeError("SparseLinear: weight gradient through an FP8 forward that ran without grad enabled")
-    dx, dwt, db = fast_linear_backward(grad.contiguous(), x, w_dgrad, ctx.rng, scales, ctx.amax, ctx.layout,
-                                       ctx.mvue, ctx.first, wgrad, ctx.rank)
-    dw = None
+    dx, dw, db = fast_linear_backward(grad.contiguous(), x, w_dgrad, ctx.rng, scales, ctx.amax, ctx.layout,
+                                      ctx.mvue, ctx.first, wgrad, ctx.rank, ctx.weight_t)
     if wgrad:
         # SR-STE's mask (top-2 magnitudes) is recomputed from w here (backward only).
         mask = ops.hard_threshold_24(weight.detach().contiguous())[1] if ctx.decay else None
-        dw = semantic.weight_grad(dwt.t().to(ctx.w_dtype), weight.detach() if ctx.decay else None, mask, ctx.decay)
+        dw = semantic.weight_grad(dw.to(ctx.w_dtype), weight.detach() if ctx.decay else None, mask, ctx.decay)
+    else:
+        dw = None
     return (dx.to(ctx.x_dtype), dw, None, None, None, (db.to(grad.dtype) if ctx.has_bias else None),
             None, None, None, None, None, None, None, None, None)
 

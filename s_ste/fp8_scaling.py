@@ -40,7 +40,8 @@ from typing import NamedTuple
 
 import torch
 
-E4M3, E5M2 = torch.float8_e4m3fn, torch.float8_e5m2
+from .ops import E4M3, E5M2
+
 FP8_MAX = {E4M3: 448.0, E5M2: 57344.0}
 KINDS = ("x", "w", "grad", "grad_mvue")
 KIND_DTYPES = (E4M3, E4M3, E5M2, E5M2)

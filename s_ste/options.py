@@ -10,7 +10,7 @@ from . import ops
 from .fp8_scaling import DEFAULT_HISTORY_LEN
 from .semantic import RECIPES
 
-DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # what the layer computes in
+DTYPES = ops.FLOAT_DTYPES  # what the layer computes in
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 
 

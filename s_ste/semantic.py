@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from . import ops
-from .fp8_scaling import E4M3, E5M2
+from .ops import E4M3, E5M2
 
 RECIPES = ("dense", "ste", "sr-ste", "s-ste")
 

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from .conv1d import SparseConv1D, conv1d_class, inference_conv1d
-from .fast import LAYOUT_RULES
 from .nn import SparseLinear
+from .ops import LAYOUT_RULES
 from .options import DEFAULTS
 
 # The weight shapes [out_features, in_features] every compressed layout accepts: the layout rules'

@@ -12,7 +12,8 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from . import ops
 from ._nvtx import nvtx
-from .fp8_scaling import E4M3, Fp8State
+from .fp8_scaling import Fp8State
+from .ops import E4M3
 
 
 class CompressedWeight(NamedTuple):
@@ -44,22 +45,17 @@ def _register_step_hook() -> None:
 
 def compress(w_oi: torch.Tensor, beta: torch.Tensor, recipe: str, dtype: torch.dtype, layout: str,
              fp8: Fp8State | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """(values, meta, w_dgrad, scale_w) of the recipe's ŵ for the weight w_oi [out, in]."""
+    """(values, meta, w_dgrad, scale_w) of the recipe's ŵ for the weight w_oi [out, in], in one pass
+    (prune_and_compress_dense writes the dense ŵ of the input-gradient GEMM beside the values)."""
     with torch.no_grad(), nvtx("prune_and_compress"):
         w = w_oi.detach().contiguous()
-        if recipe == "s-ste":
-            src, beta = w, beta
-        else:  # STE / SR-STE: compressing the hard-pruned weight is exact (its dropped values are 0)
-            src, beta = ops.hard_threshold_24(w)[0], None
-        one = torch.ones((), dtype=torch.float32, device=w.device)
-        if fp8 is not None:
-            scale_w = fp8.weight_scale(w, beta)
-            values, meta = ops.prune_and_compress(src, (beta if beta is not None else one) * scale_w, layout, E4M3)
-            w_dgrad = ops.decompress(values, meta, layout, validate=False).t().contiguous()
-        else:
-            scale_w = None
-            values, meta = ops.prune_and_compress(src, beta if beta is not None else one, layout, dtype)
-            w_dgrad = ops.decompress(values, meta, layout, validate=False)
+        hard = recipe != "s-ste"  # STE / SR-STE: the top-2 magnitudes, unscaled
+        scale = torch.ones((), dtype=torch.float32, device=w.device) if hard else beta
+        scale_w = fp8.weight_scale(w, None if hard else beta) if fp8 is not None else None
+        values, meta, dense = ops.prune_and_compress_dense(w, scale * scale_w if fp8 is not None else scale, layout,
+                                                           E4M3 if fp8 is not None else dtype, hard=hard)
+        # FP8: torch._scaled_mm takes ŵ_q column-major, so its transpose is materialized.
+        w_dgrad = dense.t().contiguous() if fp8 is not None else dense
     return values, meta, w_dgrad, scale_w
 
 

@@ -135,3 +135,36 @@ def test_to_inference_on_a_trained_gpt_uses_torch_24():
     with torch.no_grad():
         a, b = inference(data[:, :-1]).float(), model(data[:, :-1]).float()
     assert rel(a, b) < 2e-2, "to_inference's outputs match the trained model within bf16 tolerance"
+
+
+@pytest.mark.parametrize("layout,fp8", cases())
+@pytest.mark.parametrize("recipe", ["ste", "s-ste"])
+def test_fast_path_never_decompresses_on_cuda(layout, fp8, recipe):
+    """forward -> backward -> step -> forward: no s_ste::decompress at all (the CUDA GEMMs read the
+    compressed operands), one prune_and_compress_dense per weight version, and the weight-gradient
+    GEMM's out_transposed output lands in the parameter's layout (no AccumulateGrad copy)."""
+    import collections
+    from torch.profiler import ProfilerActivity, profile
+    _, gpu = layer_pair(layout, fp8, recipe)
+    opt = torch.optim.SGD(gpu.parameters(), lr=1e-3)
+    x = randn(T, K, dtype=torch.bfloat16, device="cuda", seed=1)
+    g = randn(T, N, dtype=torch.bfloat16, device="cuda", seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback (layer or GEMM)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            gpu(x).backward(g)
+            opt.step()
+            gpu(x)
+    counts = collections.Counter(e.name for e in prof.events())
+    assert counts["s_ste::decompress"] == 0 and counts["s_ste::prune_and_compress_dense"] == 2
+    assert counts["s_ste::hard_threshold_24"] == 0, "STE compresses with hard=True, no pre-pass"
+    assert gpu.weight.grad.stride() == gpu.weight.stride()
+
+
+def test_conv1d_weight_gradient_in_the_parameter_layout_on_cuda():
+    from s_ste.hf import SparseConv1D
+    torch.manual_seed(0)
+    conv = SparseConv1D(K, N, fast=True, layout="sm80" if sm_major() != 9 else "sm90", device="cuda",
+                        dtype=torch.bfloat16)
+    conv(randn(T, K, dtype=torch.bfloat16, device="cuda", seed=1)).float().sum().backward()
+    assert conv.weight.grad.shape == (K, N) and conv.weight.grad.stride() == conv.weight.stride()

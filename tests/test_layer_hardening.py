@@ -168,8 +168,8 @@ def test_cache_sees_every_beta_update(how, fp8):
 @requires_fast_ops
 def test_cache_still_hits_without_updates(monkeypatch):
     calls = []
-    real = s_ste.ops.prune_and_compress
-    monkeypatch.setattr(s_ste.ops, "prune_and_compress", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = s_ste.ops.prune_and_compress_dense
+    monkeypatch.setattr(s_ste.ops, "prune_and_compress_dense", lambda *a, **k: calls.append(1) or real(*a, **k))
     layer = fast_layer()
     x = bf16(FT, FK, seed=1)
     for _ in range(3):
