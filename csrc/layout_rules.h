@@ -8,7 +8,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "checks.h"
+#include "arg_spec.h"
+#include "dispatch.h"
 
 namespace s_ste {
 
