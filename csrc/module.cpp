@@ -53,6 +53,8 @@ PyObject* layout_rules(PyObject*, PyObject*) {
     set(row, "gemm_token_align", PyLong_FromLong(r.gemm_token_align));
     set(row, "wgrad_token_pad", PyLong_FromLong(r.wgrad_token_pad));
     set(row, "meta_dtype", PyUnicode_FromString(r.meta_dtype == c10::kShort ? "int16" : "uint8"));
+    set(row, "meta_cols", PyLong_FromLong(r.meta_cols));
+    set(row, "meta_2d", PyBool_FromLong(r.meta_2d));
     set(table, r.name, row);
   }
   return table;

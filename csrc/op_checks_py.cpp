@@ -142,9 +142,11 @@ void run_checks(const char* op, Args a, Py_ssize_t n) {
   throw BadSpec{};
 }
 
-}  // namespace
+PyObject* raise(PyObject* type, const char* what) {
+  PyErr_SetString(type, what);
+  return nullptr;
+}
 
-namespace {
 // Runs `checks`, turning a failed check into the Python exception the dispatcher raises for
 // the real op (TypeError / ValueError / RuntimeError); None when all pass.
 template <typename Checks>
@@ -152,22 +154,19 @@ PyObject* raising_as_the_op(Checks&& checks) {
   try {
     checks();
   } catch (const BadSpec&) {
-    return nullptr;
+    return nullptr;  // the Python error is set
   } catch (const c10::TypeError& e) {
-    PyErr_SetString(PyExc_TypeError, e.what_without_backtrace());
-    return nullptr;
+    return raise(PyExc_TypeError, e.what_without_backtrace());
   } catch (const c10::ValueError& e) {
-    PyErr_SetString(PyExc_ValueError, e.what_without_backtrace());
-    return nullptr;
+    return raise(PyExc_ValueError, e.what_without_backtrace());
   } catch (const c10::Error& e) {
-    PyErr_SetString(PyExc_RuntimeError, e.what_without_backtrace());
-    return nullptr;
+    return raise(PyExc_RuntimeError, e.what_without_backtrace());
   } catch (const std::exception& e) {
-    PyErr_SetString(PyExc_RuntimeError, e.what());
-    return nullptr;
+    return raise(PyExc_RuntimeError, e.what());
   }
   Py_RETURN_NONE;
 }
+
 }  // namespace
 
 PyObject* check_args(PyObject*, PyObject* args) {
