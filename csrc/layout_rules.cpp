@@ -9,10 +9,11 @@ namespace s_ste {
 
 const std::vector<LayoutRules>& all_layout_rules() {
   static const std::vector<LayoutRules> rules{
-      {"sm80", c10::kShort, sm80::kRowAlign, sm80::kKAlign, /*k_align8=*/0, sm80::kGemmRowAlign, sm80::kGemmKAlign,
-       /*gemm_k_align8=*/0, sm80::kGemmTokenAlign, sm80::kWgradTokenPad},
-      {"sm90", c10::kByte, sm90::kRowAlign, sm90::values_k_align(16), sm90::values_k_align(8), sm90::kGemmRowAlign,
-       sm90::gemm_k_align(16), sm90::gemm_k_align(8), sm90::kGemmTokenAlign, sm90::kWgradTokenPad},
+      {"sm80", c10::kShort, sm80::kMetaCols, /*meta_2d=*/true, sm80::kRowAlign, sm80::kKAlign, /*k_align8=*/0,
+       sm80::kGemmRowAlign, sm80::kGemmKAlign, /*gemm_k_align8=*/0, sm80::kGemmTokenAlign, sm80::kWgradTokenPad},
+      {"sm90", c10::kByte, sm90::kMetaCols, /*meta_2d=*/false, sm90::kRowAlign, sm90::values_k_align(16),
+       sm90::values_k_align(8), sm90::kGemmRowAlign, sm90::gemm_k_align(16), sm90::gemm_k_align(8),
+       sm90::kGemmTokenAlign, sm90::kWgradTokenPad},
   };
   return rules;
 }
@@ -49,7 +50,7 @@ int64_t meta_elements(Layout layout, int64_t rows, int64_t K, c10::ScalarType va
 }
 
 std::vector<int64_t> meta_shape(Layout layout, int64_t rows, int64_t K, c10::ScalarType value_dtype) {
-  if (layout == Layout::kSm80) return {rows, K / sm80::kMetaCols};
+  if (rules_of(layout).meta_2d) return {rows, K / rules_of(layout).meta_cols};
   return {meta_elements(layout, rows, K, value_dtype)};
 }
 

@@ -8,13 +8,16 @@
 #include <cstdint>
 #include <vector>
 
-#include "checks.h"
+#include "arg_spec.h"
+#include "dispatch.h"
 
 namespace s_ste {
 
 struct LayoutRules {
   const char* name;            // "sm80" / "sm90"
   c10::ScalarType meta_dtype;  // int16 / uint8
+  int meta_cols;               // logical columns (of K) one metadata element covers
+  bool meta_2d;                // metadata [rows, K / meta_cols] (sm80), else padded bytes, 1-D (sm90)
   // A compressed operand [rows, K] (K the 2:4 dimension): rows a multiple of row_align, K of
   // k_align(value bits); k_align is 0 for a value width the layout does not hold.
   int row_align;

@@ -1,14 +1,15 @@
 #include "plans.h"
 
-#include "arg_checks.h"
-
 #include <ATen/ATen.h>
+
+#include "layout_rules.h"
+#include "op_checks.h"
 
 
 namespace s_ste {
 
 PrunePlan plan_prune(const char* op, const at::Tensor& w) {
-  check_group_op_args(op, "w", spec_of(w));
+  check_group_input(op, "w", spec_of(w));
   return {w, at::empty_like(w), at::empty(w.sizes(), w.options().dtype(at::kBool)),
           w.numel() / 4};
 }
@@ -32,28 +33,23 @@ CompressPlan plan_compress(const char* op, const at::Tensor& w, const at::Tensor
   return {w, scale, values, alloc_meta(w, lay, rows, K, out), dense, lay, rows, K};
 }
 
-DecompressPlan plan_decompress(const at::Tensor& values, const at::Tensor& meta,
-                               std::string_view layout) {
-  const Layout lay = check_compressed_args("decompress", spec_of(values), spec_of(meta), layout);
-  const int64_t rows = values.size(0), K = 2 * values.size(1);
-  return {values, meta, at::empty({rows, K}, values.options()), lay, rows, K};
-}
-
-ValidatePlan plan_validate(const char* op, const at::Tensor& values, const at::Tensor& meta, std::string_view layout) {
+namespace {
+CompressedPlan plan_compressed(const char* op, const at::Tensor& values, const at::Tensor& meta,
+                               std::string_view layout, bool dense) {
   const Layout lay = check_compressed_args(op, spec_of(values), spec_of(meta), layout);
-  return {values, meta, lay, values.size(0), 2 * values.size(1), int(8 * values.element_size())};
+  const int64_t rows = values.size(0), K = 2 * values.size(1);
+  return {values, meta, dense ? at::empty({rows, K}, values.options()) : at::Tensor(), lay, rows, K,
+          value_bits(values.scalar_type())};
+}
+}  // namespace
+
+CompressedPlan plan_decompress(const at::Tensor& values, const at::Tensor& meta, std::string_view layout) {
+  return plan_compressed("decompress", values, meta, layout, /*dense=*/true);
 }
 
-void report_invalid_meta(const char* op, const ValidatePlan& p, int64_t bad_units, int64_t first_unit,
-                         int64_t padding_bytes) {
-  const int64_t unit_cols = p.layout == Layout::kSm80 ? 16 : 8, cols = p.K / unit_cols;
-  TORCH_CHECK_VALUE(bad_units == 0, op, ": meta holds illegal 2:4 codes in ", bad_units,
-                    " metadata element(s), the first at row ", first_unit / cols, ", columns ",
-                    (first_unit % cols) * unit_cols, "..", (first_unit % cols + 1) * unit_cols - 1,
-                    " (legal codes: 0x4 0x8 0x9 0xC 0xD 0xE, i.e. kept positions i0 < i1); "
-                    "corrupt or foreign metadata: rebuild it with prune_and_compress");
-  TORCH_CHECK_VALUE(padding_bytes == 0, op, ": ", padding_bytes, " padding byte(s) of the \"sm90\" metadata are "
-                    "not zero (CUTLASS reads them); corrupt metadata: rebuild it with prune_and_compress");
+CompressedPlan plan_validate(const char* op, const at::Tensor& values, const at::Tensor& meta,
+                             std::string_view layout) {
+  return plan_compressed(op, values, meta, layout, /*dense=*/false);
 }
 
 SparseLinearPlan plan_sparse_linear(const at::Tensor& x, const at::Tensor& values, const at::Tensor& meta,
@@ -77,7 +73,7 @@ at::Tensor sparse_linear_output(const SparseLinearPlan& p, const at::Tensor& y2d
 }
 
 MvuePlan plan_mvue(const at::Tensor& g, int64_t seed, int64_t offset) {
-  check_group_op_args("mvue_24", "g", spec_of(g));
+  check_group_input("mvue_24", "g", spec_of(g));
   return {g, at::empty_like(g), g.numel() / 4, static_cast<uint64_t>(seed),
           static_cast<uint64_t>(offset)};
 }

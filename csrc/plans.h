@@ -1,5 +1,9 @@
-// Per-op argument checks and output allocation, shared by the CPU and CUDA kernels: each
-// backend receives a checked "plan" and only runs its loop.
+// Per-op output allocation, shared by the CPU and CUDA kernels: each plan_* runs the op's
+// checks (op_checks.h) once, allocates the outputs and names the sizes the kernel loops
+// over; each backend receives the plan and only runs its loop. Names: a compressed operand
+// is [rows, K] (K the 2:4 dimension); sparse_linear's product is y [T, N] = x [T, K] · Ŵᵀ with
+// T tokens, N out_features, K in_features (csrc/gemm/ says M for out_features and N for
+// tokens; sparse_linear_cuda.cpp maps the names once).
 #pragma once
 #include <ATen/core/Tensor.h>
 
@@ -8,7 +12,7 @@
 #include <tuple>
 #include <vector>
 
-#include "checks.h"
+#include "dispatch.h"
 
 namespace s_ste {
 
@@ -27,25 +31,15 @@ struct CompressPlan {  // prune_and_compress, prune_and_compress_dense
 CompressPlan plan_compress(const char* op, const at::Tensor& w, const at::Tensor& scale, std::string_view layout,
                            std::optional<c10::ScalarType> out_dtype, bool write_dense);
 
-struct DecompressPlan {  // decompress
+struct CompressedPlan {  // decompress (dense: its output), validate_compressed (dense undefined)
   at::Tensor values, meta, dense;
-  Layout layout;
-  int64_t rows, K;
-};
-DecompressPlan plan_decompress(const at::Tensor& values, const at::Tensor& meta,
-                               std::string_view layout);
-
-struct ValidatePlan {  // validate_compressed
-  at::Tensor values, meta;
   Layout layout;
   int64_t rows, K;
   int elem_bits;  // of the values (the SM90 metadata layout depends on it)
 };
-ValidatePlan plan_validate(const char* op, const at::Tensor& values, const at::Tensor& meta, std::string_view layout);
-// Raises a ValueError naming `op` when a check found illegal codes (bad_units metadata units,
-// the first being first_unit) or non-zero SM90 padding bytes; returns otherwise.
-void report_invalid_meta(const char* op, const ValidatePlan& p, int64_t bad_units, int64_t first_unit,
-                         int64_t padding_bytes);
+CompressedPlan plan_decompress(const at::Tensor& values, const at::Tensor& meta, std::string_view layout);
+CompressedPlan plan_validate(const char* op, const at::Tensor& values, const at::Tensor& meta,
+                             std::string_view layout);
 
 struct SparseLinearPlan {  // sparse_linear
   at::Tensor x2d;  // [T, K], contiguous
@@ -62,11 +56,6 @@ SparseLinearPlan plan_sparse_linear(const at::Tensor& x, const at::Tensor& value
 // contiguous with out_transposed (one transposing copy).
 at::Tensor sparse_linear_output(const SparseLinearPlan& p, const at::Tensor& y2d);
 
-// The portable sparse_linear (decompress + dense GEMM): the CPU kernel and the CUDA fallback.
-at::Tensor sparse_linear_dense(const SparseLinearPlan& p, const at::Tensor& values, const at::Tensor& meta,
-                               const std::optional<at::Tensor>& bias, c10::string_view layout,
-                               const std::optional<at::Tensor>& alpha);
-
 struct MvuePlan {  // mvue_24
   at::Tensor g, out;
   int64_t groups;
@@ -74,10 +63,10 @@ struct MvuePlan {  // mvue_24
 };
 MvuePlan plan_mvue(const at::Tensor& g, int64_t seed, int64_t offset);
 
-struct MvueCompressPlan {  // mvue_24_t_compress: rows = N (out_features), K = T (tokens)
+struct MvueCompressPlan {  // mvue_24_t_compress: g [T, N]; the compressed gᵀ has rows = N, K = T
   at::Tensor g, scale, values, meta, amax;  // scale: 1-element float32 (ones when not given)
   Layout layout;
-  int64_t T, N;
+  int64_t T, N;  // tokens, out_features
   uint64_t seed, offset;
 };
 MvueCompressPlan plan_mvue_compress(const at::Tensor& g, int64_t seed, int64_t offset, std::string_view layout,

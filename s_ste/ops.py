@@ -35,12 +35,15 @@ def _layout_rules() -> dict:
 
 
 # {layout: {"row_align", "k_align": {bits: n}, "gemm_row_align", "gemm_k_align": {bits: n},
-# "gemm_token_align", "wgrad_token_pad", "meta_dtype"}}: the C++ table (csrc/layout_rules.cpp).
+# "gemm_token_align", "wgrad_token_pad", "meta_dtype", "meta_cols", "meta_2d"}}: the C++ table
+# (csrc/layout_rules.cpp).
 LAYOUT_RULES = _layout_rules()
 LAYOUTS = tuple(LAYOUT_RULES)  # ("sm80", "sm90")
 
 
-def _meta_shape(layout: str, rows: int, K: int, value_dtype: torch.dtype) -> tuple:
+def _meta_shape(layout: str, rows, K, value_dtype: torch.dtype) -> tuple:
+    if LAYOUT_RULES[layout]["meta_2d"]:  # [rows, K / meta_cols]: symbolic sizes stay symbolic under torch.compile
+        return (rows, K // LAYOUT_RULES[layout]["meta_cols"])
     return s_ste_cuda.meta_shape(layout, rows, K, 8 * value_dtype.itemsize)
 
 

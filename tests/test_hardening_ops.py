@@ -246,8 +246,7 @@ def test_int64_extremes_are_accepted():
 
 # ---- the layer's own custom ops: a meta argument beside CPU ones is named, never garbage ----
 
-def test_layer_ops_name_a_meta_argument():
-    from s_ste import fast, semantic  # noqa: F401  (registers the layer ops)
+def test_layer_ops_name_a_meta_argument():  # the layer ops: registered by `import s_ste`
     w = randn(32, 32)
     meta_one = torch.ones((), device=META)
     with pytest.raises(ValueError, match="sparse_weight: scale is on meta but w is on cpu"):
@@ -259,3 +258,19 @@ def test_layer_ops_name_a_meta_argument():
     with pytest.raises(ValueError, match="fast_linear: w_dgrad is on meta but x is on cpu"):
         ops.fast_linear(x.bfloat16(), w, v, m, w.bfloat16().to(META), None, torch.tensor([0, 0]), None, None,
                         "sm90", False, False, False, 0.0)
+
+
+# ---- the fakes' bridge takes each op's full schema argument list ----
+
+def test_check_args_takes_the_schemas_arity():
+    import s_ste_cuda
+
+    spec = (torch.float16, "cpu", True, (64, 64))
+    s_ste_cuda.check_args("mvue_24_t_compress", spec, 0, 0, "sm90", None, None)  # all six arguments
+    for op, args in (("mvue_24_t_compress", (spec, "sm90", None, None)), ("decompress", (spec, spec, "sm80")),
+                     ("mvue_24", (spec,)), ("sparse_linear", (spec, spec, spec, None, "sm80", None))):
+        n = len(getattr(ops, op).default._schema.arguments)
+        with pytest.raises(TypeError, match=rf"check_args: {op} takes {n} arguments \(its schema's\), got {len(args)}"):
+            s_ste_cuda.check_args(op, *args)
+    with pytest.raises(KeyError, match="no checks for op 'no_such_op'"):
+        s_ste_cuda.check_args("no_such_op")

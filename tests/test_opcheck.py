@@ -120,3 +120,17 @@ def test_fake_kernels_reject_bad_shapes_on_meta():
         s_ste.soft_threshold_24(torch.empty(8, 6, device="meta"))
     with pytest.raises(ValueError, match="layout"):
         s_ste.decompress(torch.empty(32, 8, device="meta"), torch.empty(32, 1, device="meta"), "sm70")
+
+
+def test_sm80_fakes_keep_symbolic_sizes():
+    """Under dynamic shapes the sm80 fakes compute the metadata shape on SymInts: one graph
+    serves every row count (the sm90 size goes through C++ and specializes, as before)."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    compiled = torch.compile(lambda w, b: s_ste.prune_and_compress(w, b, "sm80"), dynamic=True, backend="aot_eager")
+    for rows in (32, 64, 96):
+        v, m = compiled(randn(rows, 64).bfloat16(), torch.tensor(1.0))
+        assert v.shape == (rows, 32) and m.shape == (rows, 4)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "../op_checks.h"
 #include "../plans.h"
 #include "s_ste/chunk.cuh"
 
@@ -88,8 +89,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> prune_and_compress_dense_cpu(cons
 }
 
 // Counts the metadata units with an illegal code and the non-zero SM90 padding bytes.
-void validate_cpu(const char* op, const at::Tensor& values, const at::Tensor& meta, c10::string_view layout) {
-  const ValidatePlan p = plan_validate(op, values, meta, layout);
+void validate_cpu(const char* op, const CompressedPlan& p) {
   int64_t bad = 0, first = -1, padding = 0;
   with_layout(p.layout, [&](auto sm80) {
     constexpr bool kSm80 = decltype(sm80)::value;
@@ -107,17 +107,18 @@ void validate_cpu(const char* op, const at::Tensor& values, const at::Tensor& me
       for (int64_t i = 0; i < p.meta.numel(); ++i) padding += !is_data[size_t(i)] && m[i] != 0;
     }
   });
-  report_invalid_meta(op, p, bad, first, padding);
+  check_validated_meta(op, p.layout, p.K, bad, first, padding);
 }
 
 void validate_compressed_cpu(const at::Tensor& values, const at::Tensor& meta, c10::string_view layout) {
-  validate_cpu("validate_compressed", values, meta, layout);
+  constexpr const char* op = "validate_compressed";
+  validate_cpu(op, plan_validate(op, values, meta, layout));
 }
 
 at::Tensor decompress_cpu(const at::Tensor& values_in, const at::Tensor& meta_in, c10::string_view layout,
                           bool validate) {
-  DecompressPlan p = plan_decompress(values_in, meta_in, layout);
-  if (validate) validate_cpu("decompress", values_in, meta_in, layout);
+  const CompressedPlan p = plan_decompress(values_in, meta_in, layout);
+  if (validate) validate_cpu("decompress", p);
   dispatch_value_type(p.values.scalar_type(), [&](auto value_tag, auto) {
     using scalar_t = decltype(value_tag);
     with_layout(p.layout, [&](auto sm80) {
@@ -126,7 +127,7 @@ at::Tensor decompress_cpu(const at::Tensor& values_in, const at::Tensor& meta_in
       const void* meta = p.meta.data_ptr();
       scalar_t* out = static_cast<scalar_t*>(p.dense.data_ptr());
       at::parallel_for(0, p.rows * p.K / kUnitCols<kSm80>, kGrain / 4, [&](int64_t b, int64_t e) {
-        for (int64_t u = b; u < e; ++u) decompress_unit<kSm80>(values, meta, out, p.rows, p.K, u);
+        for (int64_t u = b; u < e; ++u) decompress_meta_unit<kSm80>(values, meta, out, p.rows, p.K, u);
       });
     });
   });

@@ -13,7 +13,7 @@
 
 #include "../plans.h"
 #include "chunk_io.cuh"
-#include "device_support.h"
+#include "kernel_image.h"
 #include "launch.cuh"
 #include "s_ste/fp8.cuh"
 

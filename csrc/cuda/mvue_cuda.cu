@@ -5,7 +5,7 @@
 #include <torch/library.h>
 
 #include "../plans.h"
-#include "device_support.h"
+#include "kernel_image.h"
 #include "launch.cuh"
 #include "s_ste/mvue.cuh"
 

@@ -9,9 +9,10 @@
 
 #include <type_traits>
 
+#include "../op_checks.h"
 #include "../plans.h"
 #include "chunk_io.cuh"
-#include "device_support.h"
+#include "kernel_image.h"
 #include "launch.cuh"
 #include "s_ste/chunk.cuh"
 #include "s_ste/compress.cuh"
@@ -66,7 +67,7 @@ __global__ void __launch_bounds__(kPruneThreads, 4)  // <= 64 registers: no spil
 template <bool Sm80, typename T>
 __global__ void decompress_kernel(const T* __restrict__ values, const void* __restrict__ meta, T* __restrict__ out,
                                   int64_t rows, int64_t K) {
-  S_STE_GRID_STRIDE(u, rows * K / kUnitCols<Sm80>) { decompress_unit<Sm80>(values, meta, out, rows, K, u); }
+  S_STE_GRID_STRIDE(u, rows * K / kUnitCols<Sm80>) { decompress_meta_unit<Sm80>(values, meta, out, rows, K, u); }
 }
 
 template <bool Soft>
@@ -147,8 +148,7 @@ __global__ void validate_kernel(const void* __restrict__ meta, int64_t rows, int
 }
 
 // The check of validate_compressed / decompress(validate=True): one host sync to read the counts.
-void validate_cuda(const char* op, const at::Tensor& values, const at::Tensor& meta, c10::string_view layout) {
-  const ValidatePlan p = plan_validate(op, values, meta, layout);
+void validate_cuda(const char* op, const CompressedPlan& p) {
   const c10::cuda::CUDAGuard guard(p.values.device());
   cuda::require_kernel_image(op);
   auto stream = at::cuda::getCurrentCUDAStream();
@@ -165,17 +165,18 @@ void validate_cuda(const char* op, const at::Tensor& values, const at::Tensor& m
   });
   const int64_t padding = sm80 ? 0 : p.meta.ne(0).logical_and(is_data.eq(0)).sum().item<int64_t>();
   const at::Tensor host = counts.cpu();
-  report_invalid_meta(op, p, host[0].item<int64_t>(), host[1].item<int64_t>(), padding);
+  check_validated_meta(op, p.layout, p.K, host[0].item<int64_t>(), host[1].item<int64_t>(), padding);
 }
 
 void validate_compressed_cuda(const at::Tensor& values, const at::Tensor& meta, c10::string_view layout) {
-  validate_cuda("validate_compressed", values, meta, layout);
+  constexpr const char* op = "validate_compressed";
+  validate_cuda(op, plan_validate(op, values, meta, layout));
 }
 
 at::Tensor decompress_cuda(const at::Tensor& values_in, const at::Tensor& meta_in, c10::string_view layout,
                            bool validate) {
-  DecompressPlan p = plan_decompress(values_in, meta_in, layout);
-  if (validate) validate_cuda("decompress", values_in, meta_in, layout);
+  const CompressedPlan p = plan_decompress(values_in, meta_in, layout);
+  if (validate) validate_cuda("decompress", p);
   const c10::cuda::CUDAGuard guard(p.values.device());
   cuda::require_kernel_image("decompress");
   auto stream = at::cuda::getCurrentCUDAStream();

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "../gemm/sparse_gemm.h"
+#include "../cpu/sparse_linear_cpu.h"
 #include "../plans.h"
 
 namespace s_ste {
@@ -60,7 +61,7 @@ at::Tensor sparse_linear_cuda(const at::Tensor& x, const at::Tensor& values, con
     TORCH_WARN_ONCE("sparse_linear: no CUTLASS sparse kernel takes this problem (N=", args.N, ", M=", args.M, ", K=",
                     args.K, ", layout \"", layout, "\", ", values.scalar_type(), "): ", why,
                     ". Falling back to decompress + dense GEMM.");
-    return sparse_linear_dense(p, values, meta, bias, layout, alpha);
+    return sparse_linear_dense(p, values, meta, bias, alpha);
   }
   args = gemm::args_for(*kernel, args);
   at::Tensor workspace;

@@ -31,6 +31,7 @@
 #include "cutlass/layout/matrix.h"
 #include "cutlass/numeric_types.h"
 #include "cutlass_element.cuh"
+#include "s_ste/layout_sm80.cuh"
 #include "sparse_gemm.h"
 
 namespace s_ste::gemm::sm80 {
@@ -99,6 +100,12 @@ struct SparseGemmSm80 {
   static constexpr int kRowAlign = 32;  // kernel::SparseGemm::can_implement, 16-bit metadata
   static constexpr int kKAlign = ThreadblockShape::kK;  // no K residue (see can_implement)
   static constexpr size_t kPointerAlign = 16;           // cp.async.cg 16 B / 128-bit stores
+  // The alignment table (csrc/layout_rules.cpp, exported to Python) states these rules from
+  // layout_sm80.cuh: fail the build if this GEMM ever needs something else.
+  static_assert(kRowAlign == s_ste::sm80::kGemmRowAlign && kKAlign == s_ste::sm80::kGemmKAlign &&
+                    Gemm::kAlignmentC == s_ste::sm80::kGemmTokenAlign,
+                "layout_sm80.cuh's GEMM rules disagree with the SM80 sparse GEMM");
+  static_assert(kLogicalKPerMeta == s_ste::sm80::kMetaCols, "layout_sm80.cuh's metadata columns disagree");
   static constexpr int64_t kMaxDim = INT_MAX - 255;
   static constexpr size_t kSharedStorageBytes = sizeof(typename GemmKernel::SharedStorage);
 

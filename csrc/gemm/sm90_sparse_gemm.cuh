@@ -209,6 +209,10 @@ struct SparseGemm {
   //    the TMA store (epilogue can_implement: check_alignment<128/bits(D)>((M, N, L), (1, M, .))).
   static constexpr int kMAlign = kAlignmentD;
   static_assert(kKAlign == (kBitsA == 16 ? 16 : 32), "unexpected K alignment");
+  // The alignment table (csrc/layout_rules.cpp, exported to Python) states these rules from
+  // layout_sm90.cuh: fail the build if this GEMM ever needs something else.
+  static_assert(kKAlign == s_ste::sm90::gemm_k_align(kBitsA) && kMAlign == s_ste::sm90::kGemmRowAlign,
+                "layout_sm90.cuh's GEMM rules disagree with the SM90 sparse GEMM");
 
   static bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 

@@ -63,7 +63,7 @@ S_STE_UNROLL
 
 // SM80: one int16 metadata element = 4 groups (16 logical columns).
 template <typename T>
-S_STE_HD void decompress_unit_sm80(const T* values, const int16_t* meta, T* out, int64_t rows,
+S_STE_HD void decompress_meta_unit_sm80(const T* values, const int16_t* meta, T* out, int64_t rows,
                                    int64_t K, int64_t r, int64_t c) {
   const uint32_t packed = static_cast<uint16_t>(meta[sm80::meta_offset(r, c, rows)]);
   decompress_groups<4>(values + r * (K / 2), packed, out + r * K, 4 * c);
@@ -71,7 +71,7 @@ S_STE_HD void decompress_unit_sm80(const T* values, const int16_t* meta, T* out,
 
 // SM90: one metadata byte = 2 groups (8 logical columns); k8 indexes those byte columns.
 template <typename T>
-S_STE_HD void decompress_unit_sm90(const T* values, const uint8_t* meta, T* out, int64_t rows,
+S_STE_HD void decompress_meta_unit_sm90(const T* values, const uint8_t* meta, T* out, int64_t rows,
                                    int64_t K, int64_t r, int64_t k8) {
   const uint32_t packed = meta[sm90::meta_byte_offset(r, k8, rows, K, int(8 * sizeof(T)))];
   decompress_groups<2>(values + r * (K / 2), packed, out + r * K, 2 * k8);
@@ -107,12 +107,12 @@ S_STE_UNROLL
 }
 
 template <bool Sm80, typename T>
-S_STE_HD void decompress_unit(const T* values, const void* meta, T* out, int64_t rows, int64_t K, int64_t u) {
+S_STE_HD void decompress_meta_unit(const T* values, const void* meta, T* out, int64_t rows, int64_t K, int64_t u) {
   const int64_t cols = K / kUnitCols<Sm80>, r = u / cols, c = u % cols;
   if constexpr (Sm80) {
-    decompress_unit_sm80(values, static_cast<const int16_t*>(meta), out, rows, K, r, c);
+    decompress_meta_unit_sm80(values, static_cast<const int16_t*>(meta), out, rows, K, r, c);
   } else {
-    decompress_unit_sm90(values, static_cast<const uint8_t*>(meta), out, rows, K, r, c);
+    decompress_meta_unit_sm90(values, static_cast<const uint8_t*>(meta), out, rows, K, r, c);
   }
 }
 

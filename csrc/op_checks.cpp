@@ -1,6 +1,9 @@
-#include "arg_checks.h"
+#include "op_checks.h"
 
 #include <string>
+
+#include "s_ste/layout_sm80.cuh"
+#include "s_ste/layout_sm90.cuh"
 
 
 namespace s_ste {
@@ -21,8 +24,6 @@ void check_fp8_dtype(const char* op, c10::ScalarType dtype) {
                    ": dtype must be torch.float8_e4m3fn or torch.float8_e5m2, got ", dtype);
 }
 }  // namespace
-
-void check_group_op_args(const char* op, const char* name, const ArgSpec& w) { check_group_input(op, name, w); }
 
 CompressedSpec check_prune_and_compress_args(const char* op, const ArgSpec& w, const ArgSpec& scale,
                                              std::string_view layout, std::optional<c10::ScalarType> out_dtype) {
@@ -82,6 +83,18 @@ CompressedSpec check_mvue_compress_args(const ArgSpec& g, std::string_view layou
   check_compress_shape(op, lay, N, T, out);
   if (scale) check_scale(op, "scale", *scale, "a per-tensor scale", "g", g);
   return {lay, out};
+}
+
+void check_validated_meta(const char* op, Layout layout, int64_t K, int64_t bad_units, int64_t first_unit,
+                          int64_t padding_bytes) {
+  const int64_t unit_cols = layout == Layout::kSm80 ? sm80::kMetaCols : sm90::kMetaCols, cols = K / unit_cols;
+  TORCH_CHECK_VALUE(bad_units == 0, op, ": meta holds illegal 2:4 codes in ", bad_units,
+                    " metadata element(s), the first at row ", first_unit / cols, ", columns ",
+                    (first_unit % cols) * unit_cols, "..", (first_unit % cols + 1) * unit_cols - 1,
+                    " (legal codes: 0x4 0x8 0x9 0xC 0xD 0xE, i.e. kept positions i0 < i1); "
+                    "corrupt or foreign metadata: rebuild it with prune_and_compress");
+  TORCH_CHECK_VALUE(padding_bytes == 0, op, ": ", padding_bytes, " padding byte(s) of the \"sm90\" metadata are "
+                    "not zero (CUTLASS reads them); corrupt metadata: rebuild it with prune_and_compress");
 }
 
 void check_quantize_args(const ArgSpec& x, c10::ScalarType dtype) {

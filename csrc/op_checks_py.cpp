@@ -1,9 +1,10 @@
 // s_ste_cuda.check_args(op, *args): the fake kernels' entry to the argument checks of
-// arg_checks.cpp, so that meta tensors and torch.compile's FakeTensors raise exactly the
-// errors the real kernels raise. Tensor arguments arrive as specs
-// (dtype, device string, contiguous, sizes with None for a symbolic size), absent optional
-// tensors as None. Raises TypeError / ValueError as the dispatcher does for the real op.
-#include "check_args_py.h"
+// op_checks.cpp, so that meta tensors and torch.compile's FakeTensors raise exactly the
+// errors the real kernels raise. The arguments are all of the op's schema, in its order:
+// tensors as specs (dtype, device string, contiguous, sizes with None for a symbolic size),
+// absent optional tensors as None. Raises TypeError / ValueError as the dispatcher does for
+// the real op. Also s_ste_cuda.check_same_device, for the layer's own custom ops.
+#include "op_checks_py.h"
 
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/Dtype.h>
@@ -12,7 +13,7 @@
 #include <optional>
 #include <string>
 
-#include "arg_checks.h"
+#include "op_checks.h"
 
 namespace s_ste {
 namespace {
@@ -81,7 +82,7 @@ struct OpChecks {
   void (*check)(const char* op, Args a);
 };
 
-void group_w(const char* op, Args a) { check_group_op_args(op, "w", parse_spec(a[0], "w")); }
+void group_w(const char* op, Args a) { check_group_input(op, "w", parse_spec(a[0], "w")); }
 void prune_and_compress(const char* op, Args a) {
   check_prune_and_compress_args(op, parse_spec(a[0], "w"), parse_spec(a[1], "scale"), parse_str(a[2], "layout"),
                                 parse_optional_dtype(a[3], "out_dtype"));
@@ -98,7 +99,7 @@ constexpr OpChecks kOpChecks[] = {
     {"prune_and_compress_dense", prune_and_compress},  // + hard: no rule
     {"decompress", compressed},                        // + validate: the codes are data, checked at run time
     {"validate_compressed", compressed},
-    {"mvue_24", [](const char* op, Args a) { check_group_op_args(op, "g", parse_spec(a[0], "g")); }},
+    {"mvue_24", [](const char* op, Args a) { check_group_input(op, "g", parse_spec(a[0], "g")); }},
     {"quantize_fp8", [](const char* op, Args a) { check_quantize_args(parse_spec(a[0], "x"), parse_dtype(a[1], "dtype")); }},
     {"quantize_fp8_scaled",
      [](const char* op, Args a) {
@@ -141,9 +142,11 @@ void run_checks(const char* op, Args a, Py_ssize_t n) {
   throw BadSpec{};
 }
 
-}  // namespace
+PyObject* raise(PyObject* type, const char* what) {
+  PyErr_SetString(type, what);
+  return nullptr;
+}
 
-namespace {
 // Runs `checks`, turning a failed check into the Python exception the dispatcher raises for
 // the real op (TypeError / ValueError / RuntimeError); None when all pass.
 template <typename Checks>
@@ -151,22 +154,19 @@ PyObject* raising_as_the_op(Checks&& checks) {
   try {
     checks();
   } catch (const BadSpec&) {
-    return nullptr;
+    return nullptr;  // the Python error is set
   } catch (const c10::TypeError& e) {
-    PyErr_SetString(PyExc_TypeError, e.what_without_backtrace());
-    return nullptr;
+    return raise(PyExc_TypeError, e.what_without_backtrace());
   } catch (const c10::ValueError& e) {
-    PyErr_SetString(PyExc_ValueError, e.what_without_backtrace());
-    return nullptr;
+    return raise(PyExc_ValueError, e.what_without_backtrace());
   } catch (const c10::Error& e) {
-    PyErr_SetString(PyExc_RuntimeError, e.what_without_backtrace());
-    return nullptr;
+    return raise(PyExc_RuntimeError, e.what_without_backtrace());
   } catch (const std::exception& e) {
-    PyErr_SetString(PyExc_RuntimeError, e.what());
-    return nullptr;
+    return raise(PyExc_RuntimeError, e.what());
   }
   Py_RETURN_NONE;
 }
+
 }  // namespace
 
 PyObject* check_args(PyObject*, PyObject* args) {

@@ -1,4 +1,5 @@
-// The Python entry of the shared argument checks (s_ste_cuda.check_args), for the fake kernels.
+// The Python entries of the argument checks (op_checks_py.cpp), for the fake kernels and the
+// layer's own custom ops; module.cpp lists them in s_ste_cuda's method table.
 #pragma once
 #include <Python.h>
 

@@ -1,6 +1,6 @@
-#include "checks.h"
+#include "arg_spec.h"
 
-#include <c10/util/irange.h>
+#include <c10/util/Exception.h>
 
 #include <sstream>
 
@@ -17,12 +17,6 @@ std::string dtype_list(std::initializer_list<c10::ScalarType> allowed) {
   return os.str();
 }
 }  // namespace
-
-Layout parse_layout(const char* op, std::string_view layout) {
-  if (layout == "sm80") return Layout::kSm80;
-  if (layout == "sm90") return Layout::kSm90;
-  TORCH_CHECK_VALUE(false, op, ": layout must be \"sm80\" or \"sm90\", got \"", layout, "\"");
-}
 
 int64_t ArgSpec::numel() const {
   int64_t n = 1;
@@ -75,8 +69,6 @@ void check_last_dim(const char* op, const char* name, const ArgSpec& t, int64_t 
 void check_dim(const char* op, const char* name, const ArgSpec& t, int64_t dim) {
   TORCH_CHECK_VALUE(t.dim() == dim, op, ": ", name, " must be ", dim, "-D, got shape ", shape_str(t));
 }
-
-bool is_fp8(c10::ScalarType t) { return t == c10::kFloat8_e4m3fn || t == c10::kFloat8_e5m2; }
 
 void check_group_input(const char* op, const char* name, const ArgSpec& t) {
   check_tensor(op, name, t, {c10::kFloat, c10::kBFloat16, c10::kHalf});

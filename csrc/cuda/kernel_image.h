@@ -1,5 +1,5 @@
 // require_kernel_image(op): raise a clear error, once per device, when this build has no
-// kernel image for the current GPU (see device_support.cu).
+// kernel image for the current GPU (kernel_image.cu).
 #pragma once
 
 namespace s_ste::cuda {
