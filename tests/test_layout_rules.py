@@ -128,7 +128,54 @@ def test_gemm_rules_are_the_gemms(kernel):
         assert why is not None and re.search(rf"multiple of {size}\b", why), f"{rule}: {why}"
 
 
-# ---- the layer's fall-back text (helper A, issue 15, adds it here) ----
-# For each rule above, a layer whose shape is one step off must fall back to the semantic path
-# with a text naming the table's number (fast.eligible's reason); one_step_off() and
-# value_cases() give the shapes.
+# ---- the layer's fall-back text ----
+# For each rule above, a layer whose shape is one step off falls back to the semantic path with a
+# one-time warning naming the table's number (fast.eligible's reason): the layer's in_features is the
+# compressed weight's K and the weight-gradient GEMM's tokens, its out_features the rows of the
+# compressed weight and of MVUE(gᵀ) and the GEMMs' M; FP8 adds torch._scaled_mm's 16.
+
+def layer_rules(layout, bits):
+    """(in_features multiple, out_features multiple) of the layer's fast path, from the table."""
+    import math
+
+    r = RULES[layout]
+    k = math.lcm(r["k_align"][bits], r["gemm_k_align"][bits], r["gemm_token_align"])
+    n = math.lcm(r["row_align"], r["gemm_row_align"])
+    return (math.lcm(k, 16), math.lcm(n, 16)) if bits == 8 else (k, n)
+
+
+def layer_forward(in_features, out_features, layout, bits, fast):
+    import s_ste
+
+    torch.manual_seed(0)
+    layer = s_ste.SparseLinear(in_features, out_features, fp8=bits == 8, fast=fast, layout=layout)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bits == 16):
+        return layer(randn(8, in_features, seed=8)).float()
+
+
+@pytest.mark.parametrize("layout,bits,dtype", value_cases())
+def test_layer_falls_back_naming_the_rule(layout, bits, dtype):
+    import warnings
+
+    k, n = layer_rules(layout, bits)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        layer_forward(k, n, layout, bits, fast=True)  # aligned: the fast path, no warning
+    what = "FP8" if bits == 8 else layout
+    off = [((one_step_off(k), n), rf"in_features % {k} == 0")]
+    compressible = k + RULES[layout]["k_align"][bits]  # the layout compresses it, a GEMM refuses it
+    if compressible % k:
+        off.append(((compressible, n), rf"in_features % {k} == 0"))
+    if n > 1:  # (no out_features rule otherwise)
+        off.append(((k, one_step_off(n)), rf"out_features % {n} == 0"))
+    for shape, needs in off:
+        with pytest.warns(UserWarning, match=rf"fast path unavailable \({what} needs .*{needs}"):
+            y = layer_forward(*shape, layout, bits, fast=True)
+        assert torch.equal(y, layer_forward(*shape, layout, bits, fast=False)), "the semantic path"
+
+
+def test_the_sm80_layer_rule_is_the_gemms_k():
+    """The SM80 SparseGemm needs K % 64 where the compressed layout takes K % 32: the layer takes the
+    GEMM's rule (a layer admitted at % 32 ran decompress + dense GEMMs at every forward)."""
+    assert RULES["sm80"]["gemm_k_align"][16] > RULES["sm80"]["k_align"][16]
+    assert layer_rules("sm80", 16)[0] == RULES["sm80"]["gemm_k_align"][16]
