@@ -55,11 +55,11 @@ fi
 cap=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d ' ')
 case "$cap" in 9.0) arch="9.0a" ;; *) arch="$cap" ;; esac
 export TORCH_CUDA_ARCH_LIST="$arch" MAX_JOBS=$(nproc)
-export CUDA_HOME=$($PY third_party/locate_cuda.py)
+export CUDA_HOME=$($PY tools/locate_cuda.py)
 archive=build/gemm-archive/libs_ste_gemm.a
 # The module is built out of tree, under a stamp of its sources' content: a later call on the
 # warm machine reuses it whatever the mtimes of the re-sent tree (no rebuild in calls 2, 3).
-stamp=$( (echo "$arch"; $PY -V; cat setup.py third_party/*.py; cat build/gemm-archive/*.json 2>/dev/null;
+stamp=$( (echo "$arch"; $PY -V; cat setup.py tools/*.py; cat build/gemm-archive/*.json 2>/dev/null;
           find csrc -type f | LC_ALL=C sort | xargs cat) | sha256sum | cut -c1-16)
 lib=/tmp/s-ste-build/$stamp
 if ls "$lib"/s_ste_cuda*.so >/dev/null 2>&1; then

@@ -1,6 +1,6 @@
 """The build's own rules, on the CPU: which TORCH_CUDA_ARCH_LIST values setup.py refuses
-(third_party/build_config.py) and when a prebuilt GEMM archive may be linked
-(third_party/gemm_archive.py)."""
+(tools/build_config.py) and when a prebuilt GEMM archive may be linked
+(tools/gemm_archive.py)."""
 import json
 import os
 import shutil
@@ -10,7 +10,7 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "third_party"))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
 import gemm_archive  # noqa: E402
 from build_config import ArchListError, check_arch_list  # noqa: E402
 from locate_cuda import find_cuda_home  # noqa: E402

@@ -1,7 +1,7 @@
 """The prebuilt CUTLASS GEMM archive (libs_ste_gemm.a): where setup.py finds it and whether it fits this checkout.
 
 The SM90 GEMM translation units take minutes each to compile; they include neither torch nor
-Python, so third_party/build_gemm_archive.py compiles them once into a static archive that
+Python, so tools/build_gemm_archive.py compiles them once into a static archive that
 setup.py links instead (the GPU machine then compiles only the small binding files). Beside
 the archive lies a manifest (libs_ste_gemm.json) with a fingerprint of every file the archive
 was compiled from; an archive whose fingerprint differs from the checkout's is stale and is
@@ -80,12 +80,12 @@ def why_unusable(root: str, archive: str, cuda_version: str | None = None, cxx11
         return f"{archive} does not exist"
     manifest = read_manifest(archive)
     if manifest is None:
-        return f"{archive} has no readable {MANIFEST_NAME} beside it (build it with third_party/build_gemm_archive.py)"
+        return f"{archive} has no readable {MANIFEST_NAME} beside it (build it with tools/build_gemm_archive.py)"
     expected = fingerprint(root, manifest.get("architectures", ARCHITECTURES))
     if manifest.get("fingerprint") != expected:
         return (f"{archive} was built from other GEMM sources than this checkout's (fingerprint "
                 f"{str(manifest.get('fingerprint'))[:12]} != {expected[:12]}): rebuild it with "
-                "`python third_party/build_gemm_archive.py`")
+                "`python tools/build_gemm_archive.py`")
     if cuda_version and str(manifest.get("cuda", "")).split(".")[0] != cuda_version.split(".")[0]:
         return f"{archive} was built with CUDA {manifest.get('cuda')}, torch uses CUDA {cuda_version}"
     if cxx11_abi is not None and bool(manifest.get("cxx11_abi", CXX11_ABI)) != bool(cxx11_abi):
