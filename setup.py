@@ -1,9 +1,9 @@
 """Build of the s_ste_cuda extension (CUDA kernels when a toolkit is found, else CPU only).
 
 `pip install -e . --no-build-isolation` or `python setup.py develop`. Environment:
-  TORCH_CUDA_ARCH_LIST  architectures to build (default "8.0;9.0a"; the "a" enables the
-                        SM90 wgmma/TMA instructions CUTLASS 3.x kernels need; plain 9.0 and
-                        "+PTX" below 9.0a are refused: tools/build_config.py)
+  TORCH_CUDA_ARCH_LIST  architectures to build (default and rules: tools/build_config.py,
+                        sm_80 and sm_90a; the "a" enables the SM90 wgmma/TMA instructions
+                        CUTLASS 3.x kernels need; plain 9.0 and "+PTX" below 9.0a are refused)
   S_STE_GEMM_ARCHIVE    a prebuilt libs_ste_gemm.a (tools/build_gemm_archive.py) to link
                         instead of compiling the CUTLASS GEMMs; "0" compiles them. Unset: the
                         archive in build/gemm-archive/ if it fits this checkout, else compile.

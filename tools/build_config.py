@@ -1,25 +1,43 @@
-"""Which CUDA architectures a build of s_ste_cuda may target (setup.py checks TORCH_CUDA_ARCH_LIST here).
+"""Which CUDA architectures a build of s_ste_cuda may target: the rules and the defaults, once.
 
 Two builds compile and launch but compute nothing on Hopper, so they are refused:
-- plain `9.0`: CUTLASS's SM90 sparse GEMMs need the arch-specific wgmma/TMA instructions of
-  `9.0a`; compiled for `sm_90` their body prints an error and returns;
-- `+PTX` on an architecture below 9.0a (e.g. `8.0+PTX`): the driver JIT-compiles that PTX
-  for Hopper, and the SM90 kernels in it are the same empty body.
-Architecture names (`Ampere`, `Hopper`, ...) and `native` expand to such lists in torch, so
-they are refused too: name the architectures, e.g. `8.0;9.0a`.
-Importable without torch (the CPU tests call check_arch_list directly).
+- plain `9.0` (CMake `90`): CUTLASS's SM90 sparse GEMMs need the arch-specific wgmma/TMA
+  instructions of `9.0a`; compiled for `sm_90` their body prints an error and returns;
+- PTX of an architecture below 9.0a (`8.0+PTX`; CMake `80` or `80-virtual`): the driver
+  JIT-compiles that PTX for Hopper, and the SM90 kernels in it are the same empty body.
+Architecture names (`Ampere`, `Hopper`, ...) and `native` (CMake also `all`, `all-major`) expand
+to such lists, so they are refused too: name the architectures, e.g. `8.0;9.0a`.
+
+The same rules in both spellings: setup.py checks TORCH_CUDA_ARCH_LIST with check_arch_list;
+CMake (cmake/arch_rules.cmake, included by CMakeLists.txt and csrc/gemm/CMakeLists.txt) reads the
+defaults from `--cmake` and checks its lists with `--check-cmake` / `--check-torch`.
+Importable without torch (the CPU tests call it directly).
+
+    python tools/build_config.py --cmake                         # the defaults as CMake set() lines
+    python tools/build_config.py --check-cmake "80-real;90a-real" --name S_STE_GEMM_ARCHITECTURES
+    python tools/build_config.py --check-torch "8.0;9.0a"         # exit 1 + the refusal on stderr
 """
 from __future__ import annotations
 
+import argparse
 import re
+import sys
 
-DEFAULT_ARCH_LIST = "8.0;9.0a"
+DEFAULT_ARCH_LIST = "8.0;9.0a"  # TORCH_CUDA_ARCH_LIST spelling (setup.py, torch's CMake config)
+DEFAULT_CUDA_ARCHITECTURES = "80-real;90a-real"  # CMake spelling of the same: sm_80 and sm_90a SASS, no PTX
+# The libstdc++ ABI the GEMM archive is compiled with (select_kernel takes a std::string*): torch's.
+GEMM_CXX11_ABI = 1
 
 _ARCH = re.compile(r"^(\d+)\.(\d+)([af]?)(\+PTX)?$")
+_CMAKE_ARCH = re.compile(r"^(\d+?)(\d)([af]?)(-real|-virtual)?$")
 
 
 class ArchListError(ValueError):
-    """TORCH_CUDA_ARCH_LIST names a build that would compute wrong results."""
+    """An architecture list names a build that would compute wrong results."""
+
+
+def _entries(value: str) -> list[str]:
+    return [e for e in value.replace(" ", ";").split(";") if e]
 
 
 def check_arch_list(value: str) -> list[str]:
@@ -27,7 +45,7 @@ def check_arch_list(value: str) -> list[str]:
 
     Raises ArchListError naming the offending entry and what to write instead.
     """
-    entries = [e for e in value.replace(" ", ";").split(";") if e]
+    entries = _entries(value)
     if not entries:
         raise ArchListError(f"TORCH_CUDA_ARCH_LIST={value!r} names no architecture (e.g. {DEFAULT_ARCH_LIST!r})")
     for entry in entries:
@@ -48,3 +66,64 @@ def check_arch_list(value: str) -> list[str]:
                 "JIT-compiles into SM90 sparse GEMMs that compute nothing (sparse_linear would return "
                 f"uninitialised memory); drop '+PTX' below 9.0a, e.g. {DEFAULT_ARCH_LIST!r}")
     return entries
+
+
+def check_cuda_architectures(value: str, name: str = "CMAKE_CUDA_ARCHITECTURES") -> list[str]:
+    """The entries of a CMake CUDA_ARCHITECTURES list (`80-real`, `90a-real`, `100`, ...), checked by the
+    same rules as check_arch_list: `N-real` is SASS only, plain `N` SASS + PTX, `N-virtual` PTX only.
+
+    `name` is the CMake variable the list came from, for the message.
+    """
+    entries = _entries(value)
+    if not entries:
+        raise ArchListError(f"{name}={value!r} names no architecture (e.g. {DEFAULT_CUDA_ARCHITECTURES!r})")
+    for entry in entries:
+        m = _CMAKE_ARCH.match(entry)
+        if m is None:
+            raise ArchListError(
+                f"{name}={value!r}: {entry!r} is not a numbered architecture; s-ste refuses 'native', 'all' and "
+                f"'all-major' (they build plain sm_90 or embed PTX below sm_90a, whose SM90 GEMMs compute "
+                f"nothing): write the list, e.g. {DEFAULT_CUDA_ARCHITECTURES!r}")
+        major, minor, suffix, kind = int(m.group(1)), int(m.group(2)), m.group(3), m.group(4)
+        if (major, minor) == (9, 0) and not suffix:
+            raise ArchListError(
+                f"{name}={value!r} builds Hopper as {entry!r}: use 90a-real (the SM90 sparse GEMMs need the "
+                "arch-specific wgmma/TMA instructions; built for plain sm_90 they compute nothing)")
+        if kind != "-real" and (major, minor) < (9, 0):
+            raise ArchListError(
+                f"{name}={value!r}: {entry!r} embeds sm_{major}{minor} PTX, which a Hopper GPU JIT-compiles into "
+                f"SM90 sparse GEMMs that compute nothing: use {major}{minor}{suffix}-real")
+    return entries
+
+
+def cmake_settings() -> str:
+    """The defaults as CMake code (cmake/arch_rules.cmake includes it)."""
+    return (f'set(S_STE_DEFAULT_CUDA_ARCHITECTURES "{DEFAULT_CUDA_ARCHITECTURES}")\n'
+            f'set(S_STE_DEFAULT_TORCH_CUDA_ARCH_LIST "{DEFAULT_ARCH_LIST}")\n'
+            f"set(S_STE_GEMM_CXX11_ABI {GEMM_CXX11_ABI})\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--cmake", action="store_true", help="print the defaults as CMake set() lines")
+    what.add_argument("--check-cmake", metavar="LIST", help="check a CMake CUDA_ARCHITECTURES list")
+    what.add_argument("--check-torch", metavar="LIST", help="check a TORCH_CUDA_ARCH_LIST value")
+    parser.add_argument("--name", default="CMAKE_CUDA_ARCHITECTURES", help="the CMake variable, for the message")
+    args = parser.parse_args(argv)
+    if args.cmake:
+        sys.stdout.write(cmake_settings())
+        return 0
+    try:
+        if args.check_cmake is not None:
+            check_cuda_architectures(args.check_cmake, args.name)
+        else:
+            check_arch_list(args.check_torch)
+    except ArchListError as e:
+        print(e, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
