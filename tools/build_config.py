@@ -22,22 +22,66 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 
 DEFAULT_ARCH_LIST = "8.0;9.0a"  # TORCH_CUDA_ARCH_LIST spelling (setup.py, torch's CMake config)
 DEFAULT_CUDA_ARCHITECTURES = "80-real;90a-real"  # CMake spelling of the same: sm_80 and sm_90a SASS, no PTX
 # The libstdc++ ABI the GEMM archive is compiled with (select_kernel takes a std::string*): torch's.
 GEMM_CXX11_ABI = 1
 
-_ARCH = re.compile(r"^(\d+)\.(\d+)([af]?)(\+PTX)?$")
-_CMAKE_ARCH = re.compile(r"^(\d+?)(\d)([af]?)(-real|-virtual)?$")
-
 
 class ArchListError(ValueError):
     """An architecture list names a build that would compute wrong results."""
 
 
-def _entries(value: str) -> list[str]:
-    return [e for e in value.replace(" ", ";").split(";") if e]
+@dataclass(frozen=True)
+class _Spelling:
+    """How one kind of list writes an architecture, and what its refusals say (str.format fields:
+    name, value, entry, major, minor, suffix, default)."""
+    default: str
+    entry: re.Pattern  # groups: major, minor, 'a'/'f' suffix, the PTX marker
+    embeds_ptx: Callable[[str | None], bool]
+    not_numbered: str
+    plain_sm90: str
+    ptx_below_sm90: str
+
+
+_TORCH = _Spelling(
+    DEFAULT_ARCH_LIST, re.compile(r"^(\d+)\.(\d+)([af]?)(\+PTX)?$"), lambda ptx: ptx is not None,
+    "{name}={value!r}: {entry!r} is not a numbered architecture; s-ste refuses names and 'native' (torch turns them "
+    "into 9.0 or 'X+PTX' builds whose SM90 GEMMs compute nothing): write the list, e.g. {default!r}",
+    "{name}={value!r} builds Hopper as {entry!r}; use 9.0a (the SM90 sparse GEMMs need the arch-specific wgmma/TMA "
+    "instructions; built for plain sm_90 they compute nothing)",
+    "{name}={value!r}: {entry!r} embeds sm_{major}{minor} PTX, which a Hopper GPU JIT-compiles into SM90 sparse GEMMs "
+    "that compute nothing (sparse_linear would return uninitialised memory); drop '+PTX' below 9.0a, e.g. {default!r}")
+# CMake: `N-real` is SASS only, plain `N` SASS + PTX, `N-virtual` PTX only.
+_CMAKE = _Spelling(
+    DEFAULT_CUDA_ARCHITECTURES, re.compile(r"^(\d+?)(\d)([af]?)(-real|-virtual)?$"), lambda kind: kind != "-real",
+    "{name}={value!r}: {entry!r} is not a numbered architecture; s-ste refuses 'native', 'all' and 'all-major' (they "
+    "build plain sm_90 or embed PTX below sm_90a, whose SM90 GEMMs compute nothing): write the list, e.g. {default!r}",
+    "{name}={value!r} builds Hopper as {entry!r}: use 90a-real (the SM90 sparse GEMMs need the arch-specific wgmma/TMA "
+    "instructions; built for plain sm_90 they compute nothing)",
+    "{name}={value!r}: {entry!r} embeds sm_{major}{minor} PTX, which a Hopper GPU JIT-compiles into SM90 sparse GEMMs "
+    "that compute nothing: use {major}{minor}{suffix}-real")
+
+
+def _check(value: str, name: str, spelling: _Spelling) -> list[str]:
+    entries = [e for e in value.replace(" ", ";").split(";") if e]  # as torch and CMake split: ';' or spaces
+    if not entries:
+        raise ArchListError(f"{name}={value!r} names no architecture (e.g. {spelling.default!r})")
+    for entry in entries:
+        fields = {"name": name, "value": value, "entry": entry, "default": spelling.default}
+        m = spelling.entry.match(entry)
+        if m is None:
+            raise ArchListError(spelling.not_numbered.format(**fields))
+        major, minor, suffix, ptx = int(m.group(1)), int(m.group(2)), m.group(3), m.group(4)
+        fields.update(major=major, minor=minor, suffix=suffix)
+        if (major, minor) == (9, 0) and not suffix:
+            raise ArchListError(spelling.plain_sm90.format(**fields))
+        if spelling.embeds_ptx(ptx) and (major, minor) < (9, 0):
+            raise ArchListError(spelling.ptx_below_sm90.format(**fields))
+    return entries
 
 
 def check_arch_list(value: str) -> list[str]:
@@ -45,55 +89,13 @@ def check_arch_list(value: str) -> list[str]:
 
     Raises ArchListError naming the offending entry and what to write instead.
     """
-    entries = _entries(value)
-    if not entries:
-        raise ArchListError(f"TORCH_CUDA_ARCH_LIST={value!r} names no architecture (e.g. {DEFAULT_ARCH_LIST!r})")
-    for entry in entries:
-        m = _ARCH.match(entry)
-        if m is None:
-            raise ArchListError(
-                f"TORCH_CUDA_ARCH_LIST={value!r}: {entry!r} is not a numbered architecture; s-ste refuses names "
-                f"and 'native' (torch turns them into 9.0 or 'X+PTX' builds whose SM90 GEMMs compute nothing): "
-                f"write the list, e.g. {DEFAULT_ARCH_LIST!r}")
-        major, minor, suffix, ptx = int(m.group(1)), int(m.group(2)), m.group(3), m.group(4)
-        if (major, minor) == (9, 0) and not suffix:
-            raise ArchListError(
-                f"TORCH_CUDA_ARCH_LIST={value!r} builds Hopper as {entry!r}; use 9.0a (the SM90 sparse GEMMs need "
-                "the arch-specific wgmma/TMA instructions; built for plain sm_90 they compute nothing)")
-        if ptx and (major, minor) < (9, 0):
-            raise ArchListError(
-                f"TORCH_CUDA_ARCH_LIST={value!r}: {entry!r} embeds sm_{major}{minor} PTX, which a Hopper GPU "
-                "JIT-compiles into SM90 sparse GEMMs that compute nothing (sparse_linear would return "
-                f"uninitialised memory); drop '+PTX' below 9.0a, e.g. {DEFAULT_ARCH_LIST!r}")
-    return entries
+    return _check(value, "TORCH_CUDA_ARCH_LIST", _TORCH)
 
 
 def check_cuda_architectures(value: str, name: str = "CMAKE_CUDA_ARCHITECTURES") -> list[str]:
     """The entries of a CMake CUDA_ARCHITECTURES list (`80-real`, `90a-real`, `100`, ...), checked by the
-    same rules as check_arch_list: `N-real` is SASS only, plain `N` SASS + PTX, `N-virtual` PTX only.
-
-    `name` is the CMake variable the list came from, for the message.
-    """
-    entries = _entries(value)
-    if not entries:
-        raise ArchListError(f"{name}={value!r} names no architecture (e.g. {DEFAULT_CUDA_ARCHITECTURES!r})")
-    for entry in entries:
-        m = _CMAKE_ARCH.match(entry)
-        if m is None:
-            raise ArchListError(
-                f"{name}={value!r}: {entry!r} is not a numbered architecture; s-ste refuses 'native', 'all' and "
-                f"'all-major' (they build plain sm_90 or embed PTX below sm_90a, whose SM90 GEMMs compute "
-                f"nothing): write the list, e.g. {DEFAULT_CUDA_ARCHITECTURES!r}")
-        major, minor, suffix, kind = int(m.group(1)), int(m.group(2)), m.group(3), m.group(4)
-        if (major, minor) == (9, 0) and not suffix:
-            raise ArchListError(
-                f"{name}={value!r} builds Hopper as {entry!r}: use 90a-real (the SM90 sparse GEMMs need the "
-                "arch-specific wgmma/TMA instructions; built for plain sm_90 they compute nothing)")
-        if kind != "-real" and (major, minor) < (9, 0):
-            raise ArchListError(
-                f"{name}={value!r}: {entry!r} embeds sm_{major}{minor} PTX, which a Hopper GPU JIT-compiles into "
-                f"SM90 sparse GEMMs that compute nothing: use {major}{minor}{suffix}-real")
-    return entries
+    same rules as check_arch_list; `name` is the CMake variable the list came from, for the message."""
+    return _check(value, name, _CMAKE)
 
 
 def cmake_settings() -> str:
