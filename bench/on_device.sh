@@ -22,7 +22,8 @@
 # the build and ctest's build as here, the GPU tests collected and skipped, the sanitizer steps
 # reduced to collecting their selection, the benches and the pre-training as dry/tiny runs;
 # S_STE_LIMIT_SCALE=N gives every step N times its device limit there (fewer, slower cores).
-# NVCC_LOCK=<file> runs the steps that compile CUDA under `flock <file>` (a shared build machine).
+# NVCC_LOCK=<file> runs the steps that compile CUDA holding `flock <file>` (a shared build machine;
+# the wait is noted, not counted against the step's limit).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -107,8 +108,18 @@ run_step() {  # name, seconds (the device's limit; S_STE_LIMIT_SCALE stretches i
     $((cpu - c0)) "$(basename "$log")")"
   return $rc
 }
-nvcc_lock=""
-if [ -n "${NVCC_LOCK:-}" ]; then nvcc_lock="flock $NVCC_LOCK"; fi
+run_locked_step() {  # run_step holding $NVCC_LOCK when it is set; the wait for the lock is not part of the limit
+  [ -n "${NVCC_LOCK:-}" ] || { run_step "$@"; return; }
+  local w0=$SECONDS rc
+  exec 9>>"$NVCC_LOCK"
+  flock 9
+  if [ $((SECONDS - w0)) -gt 0 ]; then note "  (waited $((SECONDS - w0)) s for $NVCC_LOCK)"; fi
+  run_step "$@"
+  rc=$?
+  flock -u 9
+  exec 9>&-
+  return $rc
+}
 parts=${PARTS:-tests}
 has() { case " $parts " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
@@ -156,15 +167,15 @@ else
   built=0
   if [ -f "$archive" ]; then
     # setup.py refuses an archive built from other GEMM sources than this checkout's.
-    S_STE_GEMM_ARCHIVE="$PWD/$archive" run_step "build bindings (sm $arch, archive)" "$LIMIT_BUILD" "$out/build.log" \
-      $nvcc_lock $PY setup.py build_ext -b "$lib" -t "$build_root/tmp-$stamp" \
+    S_STE_GEMM_ARCHIVE="$PWD/$archive" run_locked_step "build bindings (sm $arch, archive)" "$LIMIT_BUILD" "$out/build.log" \
+      $PY setup.py build_ext -b "$lib" -t "$build_root/tmp-$stamp" \
       && built=1
   fi
   if [ "$built" = 0 ]; then
     rm -f "$lib"/s_ste_cuda*.so  # never reuse a module a cut-off link left behind
     note "no fitting GEMM archive (see build.log): compiling the CUTLASS GEMMs here too"
-    S_STE_GEMM_ARCHIVE=0 run_step "build all (sm $arch)" "$LIMIT_BUILD_ALL" "$out/build.log" \
-      $nvcc_lock $PY setup.py build_ext -b "$lib" -t "$build_root/tmp-$stamp" \
+    S_STE_GEMM_ARCHIVE=0 run_locked_step "build all (sm $arch)" "$LIMIT_BUILD_ALL" "$out/build.log" \
+      $PY setup.py build_ext -b "$lib" -t "$build_root/tmp-$stamp" \
       || { rm -f "$lib"/s_ste_cuda*.so; note "build failed"; exit 1; }
   fi
 fi
@@ -188,10 +199,10 @@ if has tests; then
   # from compute_80 PTX is rejected (tests/cpp/test_kernel_image.cu), with select's host test.
   # (Without a GPU the two image tests exit 77: skipped.)
   if $PY -c "import cutlass_library" 2>/dev/null; then
-    run_step "ctest (kernel images)" "$LIMIT_CTEST" "$out/ctest.log" bash -c "
+    run_locked_step "ctest (kernel images)" "$LIMIT_CTEST" "$out/ctest.log" bash -c "
       cmake -S tests/cpp -B build/device-cpp -G Ninja -DCMAKE_CUDA_COMPILER=$CUDA_HOME/bin/nvcc \
         -DCMAKE_CUDA_ARCHITECTURES=90a-real -DPython3_EXECUTABLE=$(command -v $PY) >/dev/null &&
-      $nvcc_lock cmake --build build/device-cpp --target test_gemm_select test_kernel_image_sm90a test_kernel_image_ptx80 &&
+      cmake --build build/device-cpp --target test_gemm_select test_kernel_image_sm90a test_kernel_image_ptx80 &&
       ctest --test-dir build/device-cpp -R 'gemm_select|kernel_image' --output-on-failure"
   fi
   # The tests that need a GPU, by their marker (tests/conftest.py: requires_cuda); the CPU tests

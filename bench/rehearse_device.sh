@@ -114,8 +114,14 @@ if archive_fits >"$out/archive.log" 2>&1; then
 else
   ccache_flag=""
   if command -v ccache >/dev/null; then ccache_flag=--ccache; fi
-  step "GEMM archive (build/gemm-archive/)" "$out/archive.log" "built (tools/build_gemm_archive.py $ccache_flag)" \
-    flock "$NVCC_LOCK" "$HOST_PY" tools/build_gemm_archive.py $ccache_flag || finish
+  w0=$SECONDS
+  exec 9>>"$NVCC_LOCK"
+  flock 9  # held for the build; the wait is not the build's cost
+  step "GEMM archive (build/gemm-archive/)" "$out/archive.log" \
+    "built (tools/build_gemm_archive.py $ccache_flag) after $((SECONDS - w0)) s waiting for the nvcc lock" \
+    "$HOST_PY" tools/build_gemm_archive.py $ccache_flag || finish
+  flock -u 9
+  exec 9>&-
 fi
 
 # ---- 3. the tree a call sends -------------------------------------------------------------------
