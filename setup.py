@@ -1,10 +1,10 @@
 """Build of the s_ste_cuda extension (CUDA kernels when a toolkit is found, else CPU only).
 
 `pip install -e . --no-build-isolation` or `python setup.py develop`. Environment:
-  TORCH_CUDA_ARCH_LIST  architectures to build (default "8.0;9.0a"; the "a" enables the
-                        SM90 wgmma/TMA instructions CUTLASS 3.x kernels need; plain 9.0 and
-                        "+PTX" below 9.0a are refused: third_party/build_config.py)
-  S_STE_GEMM_ARCHIVE    a prebuilt libs_ste_gemm.a (third_party/build_gemm_archive.py) to link
+  TORCH_CUDA_ARCH_LIST  architectures to build (default and rules: tools/build_config.py,
+                        sm_80 and sm_90a; the "a" enables the SM90 wgmma/TMA instructions
+                        CUTLASS 3.x kernels need; plain 9.0 and "+PTX" below 9.0a are refused)
+  S_STE_GEMM_ARCHIVE    a prebuilt libs_ste_gemm.a (tools/build_gemm_archive.py) to link
                         instead of compiling the CUTLASS GEMMs; "0" compiles them. Unset: the
                         archive in build/gemm-archive/ if it fits this checkout, else compile.
   S_STE_CPU_ONLY=1      skip the CUDA sources even when nvcc is present
@@ -17,7 +17,7 @@ import sys
 from setuptools import setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(ROOT, "third_party"))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
 import gemm_archive  # noqa: E402
 from build_config import DEFAULT_ARCH_LIST, ArchListError, check_arch_list  # noqa: E402
 from locate_cuda import find_cuda_home, pip_cuda_include_dirs  # noqa: E402

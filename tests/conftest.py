@@ -1,9 +1,30 @@
+import os
+
 import pytest
 import torch
 
 HAS_CUDA = torch.cuda.is_available()
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
+# A test that needs a GPU carries the `cuda` marker (registered in pyproject.toml): the device
+# runs exactly these (`pytest -m cuda`), and without CUDA the hook below skips them.
+requires_cuda = pytest.mark.cuda
+
+
+def pytest_collection_modifyitems(config, items):
+    if HAS_CUDA:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
+def subprocess_env(**extra: str) -> dict:
+    """os.environ with the repository root put first on PYTHONPATH (not in place of it: an
+    out-of-tree s_ste_cuda, as the device suite builds it, stays importable), plus `extra`."""
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": ROOT + (os.pathsep + path if path else ""), **extra}
 
 FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 HALF_DTYPES = (torch.bfloat16, torch.float16)

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+from conftest import subprocess_env
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KERNELS = {"prune_and_compress/sm90_fp32", "prune_and_compress/sm90_bf16", "prune_and_compress/sm80_bf16",
            "prune_and_compress/sm90_fp32_e4m3", "scale_factor/fp32", "mvue_24_t_compress/sm90_bf16",
@@ -13,7 +14,7 @@ KEYS = {"kernel", "shape", "dtype", "time_us", "gbps", "copy_gbps", "frac_of_cop
 
 
 def test_bench_prune_dry_run_writes_every_kernel_and_column(tmp_path):
-    env = {**os.environ, "PYTHONPATH": ROOT}
+    env = subprocess_env()
     out = subprocess.run([sys.executable, "bench/bench_prune.py", "--dry-run", "--results-dir", str(tmp_path)],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -26,7 +27,7 @@ def test_bench_prune_dry_run_writes_every_kernel_and_column(tmp_path):
 
 
 def test_bench_prune_dry_run_refuses_bench_results():
-    env = {**os.environ, "PYTHONPATH": ROOT}
+    env = subprocess_env()
     out = subprocess.run([sys.executable, "bench/bench_prune.py", "--dry-run", "--results-dir",
                           os.path.join(ROOT, "bench", "results")], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=300)
@@ -52,7 +53,7 @@ def test_attach_ncu_summarises_each_fused_kernel(tmp_path):
     csv_path = tmp_path / "ncu.csv"
     csv_path.write_text(text)
     (tmp_path / "prune.md").write_text("# table\n")
-    env = {**os.environ, "PYTHONPATH": ROOT}
+    env = subprocess_env()
     out = subprocess.run([sys.executable, "bench/bench_prune.py", "--attach-ncu", str(csv_path), "--results-dir",
                           str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

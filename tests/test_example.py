@@ -4,11 +4,12 @@ import os
 import subprocess
 import sys
 
+from conftest import subprocess_env
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run(args, tmp_path, timeout=240):
-    env = {**os.environ, "PYTHONPATH": ROOT, "CUDA_VISIBLE_DEVICES": ""}
+    env = subprocess_env(CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
@@ -72,7 +73,7 @@ def test_pretrain_gpt_seeds_mean_and_standard_error(tmp_path):
     merged = json.loads((tmp_path / "merged.json").read_text())
     assert merged["summary"] == data["summary"]
     assert "Merged (--merge) from cmp.json" in (tmp_path / "merged.md").read_text()
-    env = {**os.environ, "PYTHONPATH": ROOT, "CUDA_VISIBLE_DEVICES": ""}
+    env = subprocess_env(CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run([sys.executable, "examples/pretrain_gpt.py", "--merge", str(tmp_path / "cmp.json"),
                            str(tmp_path / "one.json"), "--results-dir", str(tmp_path)], cwd=ROOT, env=env,
                           capture_output=True, text=True)
@@ -109,7 +110,7 @@ def test_pretrain_gpt_hf_gpt2_and_llama_train_with_a_sparse_ffn():
 
 
 def test_pretrain_gpt_tiny_refuses_bench_results(tmp_path):
-    env = {**os.environ, "PYTHONPATH": ROOT, "CUDA_VISIBLE_DEVICES": ""}
+    env = subprocess_env(CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run([sys.executable, "examples/pretrain_gpt.py", "--tiny", "--results-dir",
                            os.path.join(ROOT, "bench", "results")], cwd=ROOT, env=env, capture_output=True, text=True)
     assert proc.returncode != 0 and "never writes into bench/results" in proc.stderr

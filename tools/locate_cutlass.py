@@ -1,7 +1,7 @@
 """Locate the CUTLASS C++ headers shipped by the pinned PyPI package nvidia-cutlass.
 
 CUTLASS is never copied into this repository: setup.py imports this file and CMake runs
-it (`python third_party/locate_cutlass.py --cmake`) to find the headers of the installed
+it (`python tools/locate_cutlass.py --cmake`) to find the headers of the installed
 package. The pin lives here so both builds agree on it.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The prebuilt CUTLASS GEMM archive (libs_ste_gemm.a): where setup.py finds it and whether it fits this checkout.
 
 The SM90 GEMM translation units take minutes each to compile; they include neither torch nor
-Python, so third_party/build_gemm_archive.py compiles them once into a static archive that
+Python, so tools/build_gemm_archive.py compiles them once into a static archive that
 setup.py links instead (the GPU machine then compiles only the small binding files). Beside
 the archive lies a manifest (libs_ste_gemm.json) with a fingerprint of every file the archive
 was compiled from; an archive whose fingerprint differs from the checkout's is stale and is
@@ -14,19 +14,26 @@ import hashlib
 import json
 import os
 import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from build_config import DEFAULT_CUDA_ARCHITECTURES, GEMM_CXX11_ABI  # noqa: E402
 
 ARCHIVE_NAME = "libs_ste_gemm.a"
 MANIFEST_NAME = "libs_ste_gemm.json"
 DEFAULT_DIR = os.path.join("build", "gemm-archive")  # relative to the repository root (git-ignored)
-ARCHITECTURES = "80-real;90a-real"  # CMake spelling: sm_80 and sm_90a SASS, no PTX
-CXX11_ABI = 1  # the archive's -D_GLIBCXX_USE_CXX11_ABI (csrc/gemm/CMakeLists.txt)
+ARCHITECTURES = DEFAULT_CUDA_ARCHITECTURES  # what the archive is built for (CMake spelling, SASS only)
+CXX11_ABI = GEMM_CXX11_ABI  # the archive's -D_GLIBCXX_USE_CXX11_ABI
 
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
+# include(${CMAKE_CURRENT_SOURCE_DIR}/../../cmake/arch_rules.cmake) in a CMake file
+_CMAKE_INCLUDE = re.compile(r'^\s*include\(\s*"?\$\{CMAKE_CURRENT_(?:SOURCE|LIST)_DIR\}/([^")\s]+)', re.M)
 
 
 def gemm_inputs(root: str) -> list[str]:
     """Repository-relative paths the archive is compiled from: csrc/gemm's sources and
-    CMakeLists.txt, and every repository header they include (recursively)."""
+    CMakeLists.txt, every repository header they include and every CMake file it includes
+    (recursively: cmake/arch_rules.cmake)."""
     gemm = os.path.join(root, "csrc", "gemm")
     include = os.path.join(root, "csrc", "include")
     todo = [os.path.join(gemm, f) for f in sorted(os.listdir(gemm))
@@ -37,10 +44,11 @@ def gemm_inputs(root: str) -> list[str]:
         if path in seen:
             continue
         seen.add(path)
-        if path.endswith("CMakeLists.txt"):
-            continue
         with open(path, encoding="utf-8") as f:
             text = f.read()
+        if path.endswith((".txt", ".cmake")):
+            todo += [os.path.join(os.path.dirname(path), name) for name in _CMAKE_INCLUDE.findall(text)]
+            continue
         for name in _INCLUDE.findall(text):
             for base in (os.path.dirname(path), include):
                 candidate = os.path.join(base, name)
@@ -80,12 +88,12 @@ def why_unusable(root: str, archive: str, cuda_version: str | None = None, cxx11
         return f"{archive} does not exist"
     manifest = read_manifest(archive)
     if manifest is None:
-        return f"{archive} has no readable {MANIFEST_NAME} beside it (build it with third_party/build_gemm_archive.py)"
+        return f"{archive} has no readable {MANIFEST_NAME} beside it (build it with tools/build_gemm_archive.py)"
     expected = fingerprint(root, manifest.get("architectures", ARCHITECTURES))
     if manifest.get("fingerprint") != expected:
         return (f"{archive} was built from other GEMM sources than this checkout's (fingerprint "
                 f"{str(manifest.get('fingerprint'))[:12]} != {expected[:12]}): rebuild it with "
-                "`python third_party/build_gemm_archive.py`")
+                "`python tools/build_gemm_archive.py`")
     if cuda_version and str(manifest.get("cuda", "")).split(".")[0] != cuda_version.split(".")[0]:
         return f"{archive} was built with CUDA {manifest.get('cuda')}, torch uses CUDA {cuda_version}"
     if cxx11_abi is not None and bool(manifest.get("cxx11_abi", CXX11_ABI)) != bool(cxx11_abi):

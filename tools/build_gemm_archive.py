@@ -1,6 +1,6 @@
 """Build the CUTLASS sparse GEMMs (csrc/gemm) into one static archive, libs_ste_gemm.a, with its manifest.
 
-    python third_party/build_gemm_archive.py [--out build/gemm-archive] [--jobs 2] [--ccache]
+    python tools/build_gemm_archive.py [--out build/gemm-archive] [--jobs 2] [--ccache]
 
 Needs nvcc, CMake, ninja and the nvidia-cutlass headers; no torch and no GPU. The archive
 holds sm_80 and sm_90a SASS and -fPIC host code, so setup.py links it into s_ste_cuda with
