@@ -57,6 +57,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -255,6 +256,18 @@ def run_variant(nvtx: str, call, n_sets: int, tol: float | None, kernel: str,
     return res
 
 
+def guarded(make: Callable[[], Result]) -> Result:
+    """make(), or the Result saying why it could not run: an OOM or an error (an operand a library
+    refuses, an API this torch lacks) costs this variant only."""
+    try:
+        return make()
+    except torch.cuda.OutOfMemoryError:
+        free_memory()
+        return Result(note="skipped: OOM")
+    except Exception as e:
+        return Result(note=f"n/a: {_short(e)}")
+
+
 def torch24_cutlass(w: torch.Tensor):
     """torch's CUTLASS SparseSemiStructuredTensor of the dense 2:4 ŵ (SM8x kernels, also run on Hopper)."""
     from torch.sparse import SparseSemiStructuredTensor, to_sparse_semi_structured
@@ -285,14 +298,10 @@ def run_cusparselt(nvtx: str, api: cusparselt.Api | None, comps, bs, n_sets: int
         return rel <= tol, rel
 
     sweep_nvtx = nvtx.replace("/", "_sweep/", 1)
-    try:
-        tuning = cusparselt.tune(lambda: api.search(comps[0], bs[0], alphas[0], out_dtype, True),
-                                 lambda cfg: call(cfg, 0), checked,
-                                 lambda cfg: bench(sweep_nvtx, lambda i: call(cfg, i), n_sets, SWEEP_BUDGET_MS)[0],
-                                 full=full, split_ks=api.split_ks(), budget_s=budget_s)
-    except torch.cuda.OutOfMemoryError:
-        free_memory()
-        return Result(note="skipped: OOM")
+    tuning = cusparselt.tune(lambda: api.search(comps[0], bs[0], alphas[0], out_dtype, True),
+                             lambda cfg: call(cfg, 0), checked,
+                             lambda cfg: bench(sweep_nvtx, lambda i: call(cfg, i), n_sets, SWEEP_BUDGET_MS)[0],
+                             full=full, split_ks=api.split_ks(), budget_s=budget_s)  # (an OOM: guarded's)
     best = tuning.best
     if best is None:
         return Result(note="n/a: no cuSPARSELt configuration passed its check", tuning=tuning)
@@ -353,27 +362,19 @@ def measure_fwd_bf16(M, N, K, sets: Sets, n: int, layouts, sm_major, api, plan: 
             n, tol, kernel_label(name), check=lambda y, r=lay_ref: rel_err(y, r), note=note)
         del lay_ref, values, metas
     del comp
-    try:
+    def cslt() -> Result:
         comps = [api.compress(w) for w in w_hat] if api is not None else None
-        out["cusparselt/bf16"] = run_cusparselt("cusparselt/bf16", api, comps, [x.t() for x in xs], n, tol,
-                                                lambda y: rel_err(y, ref), plan.full("fwd", M, N, K), plan.budget_s)
-        del comps
-    except torch.cuda.OutOfMemoryError:
-        out["cusparselt/bf16"] = Result(note="skipped: OOM")
-    except Exception as e:  # _cslt_compress refused the operand: the row says why
-        out["cusparselt/bf16"] = Result(note=f"n/a: {_short(e)}")
-    free_memory()
-    key = "torch24/cutlass_bf16"
-    try:
+        return run_cusparselt("cusparselt/bf16", api, comps, [x.t() for x in xs], n, tol, lambda y: rel_err(y, ref),
+                              plan.full("fwd", M, N, K), plan.budget_s)
+
+    def torch24() -> Result:
         ws24 = [torch24_cutlass(w) for w in w_hat]
-        out[key] = run_variant(key, lambda i, ws=ws24: F.linear(xs[i], ws[i]), n, tol,
-                               f"torch {type(ws24[0]).__name__}", check=lambda y: rel_err(y, ref))
-        del ws24
-    except torch.cuda.OutOfMemoryError:
-        out[key] = Result(note="skipped: OOM")
-    except Exception as e:
-        out[key] = Result(note=f"n/a: {_short(e)}")
-    free_memory()
+        return run_variant("torch24/cutlass_bf16", lambda i: F.linear(xs[i], ws24[i]), n, tol,
+                           f"torch {type(ws24[0]).__name__}", check=lambda y: rel_err(y, ref))
+
+    for key, make in (("cusparselt/bf16", cslt), ("torch24/cutlass_bf16", torch24)):
+        out[key] = guarded(make)  # (its operands are freed when make returns)
+        free_memory()
     return out
 
 
@@ -420,21 +421,17 @@ def measure_fwd_fp8(M, N, K, sets: Sets, n: int, sm_major, api, plan: SweepPlan)
         "sparse_linear/sm90_e4m3", lambda i: sl(xq[i], vq[i], mq[i], alphas[i]), n, tol, kernel_label(name),
         check=check, note=_join(notes, "" if name else f"fallback: {why}"))
     del vq, mq
-    key = "cusparselt/e4m3"
-    try:
+    def cslt() -> Result:  # (an error: e.g. a cuSPARSELt without E4M3)
         comps = [api.compress(w) for w in wq] if api is not None else None
         avec = [cusparselt.alpha_vector(a, N) for a in alphas]
         bs = [x.t() for x in xq]  # xᵀ as a view: the column-major B that FP8 cuSPARSELt takes
-        res = run_cusparselt(key, api, comps, bs, n, tol, check, plan.full("fwd", M, N, K), plan.budget_s,
-                             alphas=avec, out_dtype=BF16)
+        res = run_cusparselt("cusparselt/e4m3", api, comps, bs, n, tol, check, plan.full("fwd", M, N, K),
+                             plan.budget_s, alphas=avec, out_dtype=BF16)
         if res.config is not None:
             res.alpha_check = alpha_vector_check(api, comps[0], bs[0], res.config, avec[0], alphas[0], BF16)
-        out[key] = res
-        del comps
-    except torch.cuda.OutOfMemoryError:
-        out[key] = Result(note="skipped: OOM")
-    except Exception as e:  # e.g. a cuSPARSELt without E4M3
-        out[key] = Result(note=f"n/a: {_short(e)}")
+        return res
+
+    out["cusparselt/e4m3"] = guarded(cslt)
     return out
 
 
@@ -465,18 +462,15 @@ def measure_wgrad_bf16(M, N, K, sets: WgradSets, n: int, layout, sm_major, api, 
         lambda i: s_ste.sparse_linear(xts[i], comp[i][0], comp[i][1], None, layout), n, tol, kernel_label(name),
         check=lambda y: rel_err(y, ref), note="" if name else f"fallback: {why}")
     del comp, xts
-    key = "cusparselt/bf16_wgrad"
-    try:
+
+    def cslt() -> Result:
         comps = [api.compress(h) for h in g_hat] if api is not None else None
-        del g_hat
+        g_hat.clear()  # (the dense ĝ are not needed any more)
         # x [T, in] as the layer saved it: cuSPARSELt takes it without the transpose ours needs
-        out[key] = run_cusparselt(key, api, comps, xs, n, tol, lambda y: rel_err(y, ref),
-                                  plan.full("wgrad", M, N, K), plan.budget_s)
-        del comps
-    except torch.cuda.OutOfMemoryError:
-        out[key] = Result(note="skipped: OOM")
-    except Exception as e:
-        out[key] = Result(note=f"n/a: {_short(e)}")
+        return run_cusparselt("cusparselt/bf16_wgrad", api, comps, xs, n, tol, lambda y: rel_err(y, ref),
+                              plan.full("wgrad", M, N, K), plan.budget_s)
+
+    out["cusparselt/bf16_wgrad"] = guarded(cslt)
     return out
 
 

@@ -222,14 +222,12 @@ def judge(row: dict) -> str:
     if not is_large(row["op"], row["M"], row["N"], row["K"]):
         return "not judged (small shape)"
     judged, missed = [], []
-    if row["speedup_vs_dense"] is not None:
-        judged.append("dense")
-        if row["speedup_vs_dense"] < TARGET_VS_DENSE:
-            missed.append(f"< {TARGET_VS_DENSE}x dense")
-    if row["vs_cusparselt"] is not None:
-        judged.append("cuSPARSELt")
-        if row["vs_cusparselt"] < TARGET_VS_CUSPARSELT:
-            missed.append(f"< {TARGET_VS_CUSPARSELT}x cuSPARSELt")
+    for name, ratio, target in (("dense", "speedup_vs_dense", TARGET_VS_DENSE),
+                                ("cuSPARSELt", "vs_cusparselt", TARGET_VS_CUSPARSELT)):
+        if row[ratio] is not None:
+            judged.append(name)
+            if row[ratio] < target:
+                missed.append(f"< {target}x {name}")
     if not judged:
         return "n/a (nothing to judge)"
     return "missed: " + ", ".join(missed) if missed else "met (vs " + ", ".join(judged) + ")"
