@@ -1,5 +1,5 @@
-"""SparseLinear (S-STE fast path) training-step speed vs dense layers, a per-kernel breakdown,
-and the GPT example's training step.
+"""SparseLinear (S-STE fast path) training-step speed vs dense layers and vs the same S-STE layer
+built on cuSPARSELt, a per-kernel breakdown, and the GPT example's training step.
 
 In one run on the GPU:
 
@@ -7,9 +7,13 @@ In one run on the GPU:
    (4096, 11008)} (GPT-2 small and LLaMA-7B FFNs) and tokens ∈ {8192, 65536}:
    `SparseLinear(recipe="s-ste", fast=True)` in bf16 vs `nn.Linear` bf16, and with `fp8=True`
    vs a dense FP8 linear on `torch._scaled_mm` with the same delayed-scaling recipe
-   (`DenseFp8Linear` below: E4M3 x/w, E5M2 grad_out, amax history of 16). Every timed step
-   includes the weight update's work (the compressed / FP8 weight is rebuilt each step, as in
-   training, where the weight changes every optimizer step).
+   (`DenseFp8Linear` below: E4M3 x/w, E5M2 grad_out, amax history of 16); and vs the same S-STE
+   math built on cuSPARSELt (`cusparselt_layer.CusparseltSSTE`, variants `s-ste/cusparselt` and
+   `s-ste+fp8/cusparselt`: `_cslt_compress(β·S(w))` and `_cslt_sparse_mm` forward, dense dgrad,
+   wgrad on `_cslt_compress(mvue_24(gᵀ))`; FP8: an E4M3 forward and a dense FP8 dgrad), so a
+   speed-up can be told apart into kernels versus algorithm. Every timed step includes the
+   weight update's work (the compressed / FP8 weight is rebuilt each step, as in training, where
+   the weight changes every optimizer step).
 2. **Breakdown** of one S-STE step at each shape: each op of the fast path timed alone
    (prune_and_compress, decompress for the dgrad operand, quantize x / g, the sparse forward
    GEMM, the dense dgrad GEMM, mvue_24_t_compress, the sparse wgrad GEMM).
@@ -17,16 +21,20 @@ In one run on the GPU:
    d_model 2048, context 1024, batch 8): tokens/s of dense vs s-ste vs s-ste+fp8, bf16 autocast,
    AdamW included.
 
-Targets (issue 5, H100): layer fwd+bwd ≥ 1.3× dense bf16; S-STE+FP8 ≥ 1.2× the dense FP8 layer.
+Targets (issue 16, H100): layer fwd+bwd ≥ 1.35× dense bf16 and faster than the cuSPARSELt S-STE
+layer; S-STE+FP8 ≥ 1.2× the dense FP8 layer (issue 5) and faster than the cuSPARSELt FP8 layer.
+layer.md ends with the verdict per shape (fastest of s-ste / cuSPARSELt / dense, "use 2:4 here?").
 
     python bench/bench_layer.py [--quick]      # --quick: (11008, 4096) × 16384 tokens, no GPT (profiling)
     python bench/bench_layer.py --dry-run      # CPU: tiny shapes through the same code, fake device,
                                                # written to a temp dir (never bench/results)
 
-Writes bench/results/layer.md and layer.json (rows: N, K, tokens, fp8, sparse_ms, dense_ms, speedup,
-device, commit, ...) and layer_breakdown.json (the breakdown and GPT rows). NVTX ranges, pushed
-nested (ncu --nvtx-include "outer/inner/"): step/<variant> around each timed fwd+bwd (dense_bf16,
-sparse_bf16, dense_fp8, sparse_fp8), layer/<op> around each op of the breakdown, gpt/<recipe>
+Writes bench/results/layer.md and layer.json (one row per 2:4 variant and shape: variant, N, K,
+tokens, fp8, sparse_ms (that variant's step), dense_ms, speedup; the s-ste rows also cusparselt_ms,
+vs_cusparselt, target, meets_target, fastest, use_24; device, cuSPARSELt versions, commit, ...) and
+layer_breakdown.json (the breakdown and GPT rows). NVTX ranges, pushed nested (ncu --nvtx-include
+"outer/inner/"): step/<variant> around each timed fwd+bwd (dense_bf16, sparse_bf16,
+sparse_bf16_cusparselt, dense_fp8, sparse_fp8, sparse_fp8_cusparselt), layer/<op> around each op of the breakdown, gpt/<recipe>
 around the GPT steps; with S_STE_NVTX=1 the layer itself adds s_ste.<op> around every op of its
 fast path (s_ste.prune_and_compress, s_ste.quantize_x, s_ste.fwd_gemm, s_ste.quantize_g,
 s_ste.dgrad_gemm, s_ste.mvue_t_compress, s_ste.transpose_x, s_ste.wgrad_gemm), nested in the
@@ -52,6 +60,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "examples"))
 sys.path.insert(0, ROOT)
 import common  # noqa: E402
+import cusparselt  # noqa: E402
+import cusparselt_layer  # noqa: E402
+import verdict as verdicts  # noqa: E402
 
 import s_ste  # noqa: E402
 from s_ste import fp8_scaling, ops  # noqa: E402
@@ -60,7 +71,8 @@ WEIGHTS = ((3072, 768), (768, 3072), (11008, 4096), (4096, 11008))  # (N_out, K)
 TOKENS = (8192, 65536)
 QUICK = (((11008, 4096),), (16384,))
 DRY = (((256, 128), (128, 256)), (256,))
-TARGET = {False: 1.3, True: 1.2}
+TARGET = {False: 1.35, True: 1.2}  # × dense (issue 16; FP8: issue 5), and faster than the cuSPARSELt layer
+VARIANT = {False: "s-ste", True: "s-ste+fp8"}  # ours; "<ours>/cusparselt" is the cuSPARSELt-built layer
 BF16, E4M3, E5M2 = torch.bfloat16, torch.float8_e4m3fn, torch.float8_e5m2
 
 
@@ -168,7 +180,8 @@ def fwd_bwd(layer, xs, gs, rebuild: bool):
     return run
 
 
-def bench_layer(N, K, T, fp8, device, time_ms, dry_run) -> dict:
+def bench_layer(N, K, T, fp8, device, time_ms, dry_run, api) -> list[dict]:
+    """The rows of one shape: ours (s-ste / s-ste+fp8) and the cuSPARSELt-built layer, each vs dense."""
     sparse, dense = make_layers(N, K, device, fp8, dry_run)
     # Input sets rotated so that together they exceed 3× L2 (common.rotations).
     n_sets = common.rotations(2 * T * (K + N)) if device.type == "cuda" else 2
@@ -179,11 +192,41 @@ def bench_layer(N, K, T, fp8, device, time_ms, dry_run) -> dict:
         sparse_ms = time_ms(fwd_bwd(sparse, xs, gs, rebuild=True), n_sets=n_sets)
     with nvtx("step", f"dense_{tag}"):
         dense_ms = time_ms(fwd_bwd(dense, xs, gs, rebuild=False), n_sets=n_sets)
-    row = {"N": N, "K": K, "tokens": T, "fp8": fp8, "sparse_ms": sparse_ms, "dense_ms": dense_ms,
-           "speedup": dense_ms / sparse_ms, "baseline": "torch._scaled_mm FP8" if fp8 else "nn.Linear bf16",
-           "target": TARGET[fp8]}
-    row["meets_target"] = "yes" if row["speedup"] >= TARGET[fp8] else "no"
-    return row
+    cslt_ms, cslt_note = cusparselt_step_ms(sparse, fp8, xs, gs, time_ms, n_sets, api, tag)
+    base = {"N": N, "K": K, "tokens": T, "fp8": fp8, "dense_ms": dense_ms,
+            "baseline": "torch._scaled_mm FP8" if fp8 else "nn.Linear bf16"}
+    ours = {"variant": VARIANT[fp8], **base, "sparse_ms": sparse_ms, "speedup": dense_ms / sparse_ms,
+            "cusparselt_ms": cslt_ms, "vs_cusparselt": cslt_ms / sparse_ms if cslt_ms else None,
+            "target": f">= {TARGET[fp8]}x dense, faster than {VARIANT[fp8]}/cusparselt"}
+    missed = ([f"< {TARGET[fp8]}x dense"] if ours["speedup"] < TARGET[fp8] else []) + (
+        [f"slower than {VARIANT[fp8]}/cusparselt"] if cslt_ms and cslt_ms <= sparse_ms else [])
+    ours["meets_target"] = "no: " + ", ".join(missed) if missed else "yes" if cslt_ms else "yes vs dense (no cuSPARSELt)"
+    ours.update(verdicts.verdict({verdicts.OURS: sparse_ms, verdicts.CUSPARSELT: cslt_ms, verdicts.DENSE: dense_ms}))
+    theirs = {"variant": f"{VARIANT[fp8]}/cusparselt", **base, "sparse_ms": cslt_ms,
+              "speedup": dense_ms / cslt_ms if cslt_ms else None, "note": cslt_note}
+    return [ours, theirs]
+
+
+def cusparselt_step_ms(sparse, fp8, xs, gs, time_ms, n_sets, api, tag) -> tuple[float | None, str]:
+    """(ms of one fwd+bwd of the S-STE layer built on cuSPARSELt, note); same weight, inputs and timer as ours."""
+    if api is None:
+        return None, "n/a: torch has no cuSPARSELt (torch.backends.cusparselt.is_available() is False)"
+    try:
+        layer = cusparselt_layer.CusparseltSSTE(sparse.in_features, sparse.out_features, api, fp8=fp8,
+                                                device=sparse.weight.device, dtype=BF16)
+        with torch.no_grad():
+            layer.weight.copy_(sparse.weight)
+        with nvtx("step", f"sparse_{tag}_cusparselt"):
+            ms = time_ms(fwd_bwd(layer, xs, gs, rebuild=False), n_sets=n_sets)  # (it rebuilds ŵ every step)
+    except torch.OutOfMemoryError:  # (ours' row of this shape stands)
+        layer = None
+        torch.cuda.empty_cache()
+        return None, "skipped: OOM"
+    except Exception as e:  # e.g. a cuSPARSELt without E4M3: the row says why
+        return None, f"n/a: {cusparselt.short_error(e)}"
+    configs = "; ".join(f"{k[0]} {c.label()}" for k, c in layer.configs.items())
+    fake = "FAKE: cuSPARSELt emulated on the CPU (dense torch ops); " if api.fake else ""
+    return ms, fake + f"cuSPARSELt at its search's pick: {configs}" + "".join(f"; {n}" for n in layer.search_notes)
 
 
 def breakdown(N, K, T, fp8, device, time_ms) -> list[dict]:
@@ -273,9 +316,15 @@ def gpt_steps(device, time_ms, dry_run) -> list[dict]:
     return rows
 
 
-def md_table(columns, rows) -> str:
-    head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
-    return head + "".join("| " + " | ".join(common._fmt(r.get(c)) for c in columns) + " |\n" for r in rows)
+md_table = common.md_table
+COLUMNS = ["variant", "N", "K", "tokens", "sparse_ms", "dense_ms", "speedup", "vs_cusparselt", "baseline", "target",
+           "meets_target", "note"]
+VERDICT_COLUMNS = ["N", "K", "tokens", "fp8", "sparse_ms", "cusparselt_ms", "dense_ms", *verdicts.COLUMNS]
+
+
+TARGETS = (f"**Targets** (issue 16): S-STE layer fwd+bwd ≥ {TARGET[False]}× dense bf16 and faster than the S-STE "
+           f"layer built on cuSPARSELt; S-STE+FP8 ≥ {TARGET[True]}× the dense FP8 layer and faster than the "
+           "cuSPARSELt FP8 layer (`meets_target`).")
 
 
 def main() -> None:
@@ -294,6 +343,7 @@ def main() -> None:
         common.RESULTS = out
         device, fp8_ok = torch.device("cpu"), True
         weights, tokens = DRY
+        api = cusparselt.emulated()
     else:
         if not torch.cuda.is_available():
             sys.exit("bench_layer needs a CUDA GPU (python bench/bench_layer.py --dry-run runs it on a CPU)")
@@ -302,6 +352,8 @@ def main() -> None:
         device = torch.device("cuda")
         fp8_ok = torch.cuda.get_device_capability()[0] == 9
         weights, tokens = QUICK if args.quick else (WEIGHTS, TOKENS)
+        api = cusparselt.Api.from_torch() if torch.backends.cusparselt.is_available() else None
+    print(TARGETS, flush=True)
     time_ms = timer(args.dry_run)
     rows, parts = [], []
     t0 = time.perf_counter()
@@ -309,34 +361,47 @@ def main() -> None:
         for N, K in weights:
             for fp8 in ([False, True] if fp8_ok else [False]):
                 try:
-                    rows.append(bench_layer(N, K, T, fp8, device, time_ms, args.dry_run))
+                    rows += bench_layer(N, K, T, fp8, device, time_ms, args.dry_run, api)
                     parts += breakdown(N, K, T, fp8, device, time_ms)
                 except torch.OutOfMemoryError:
-                    rows.append({"N": N, "K": K, "tokens": T, "fp8": fp8, "note": "skipped: OOM"})
+                    rows.append({"variant": VARIANT[fp8], "N": N, "K": K, "tokens": T, "fp8": fp8,
+                                 "note": "skipped: OOM"})
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
                 print(f"  N={N} K={K} tokens={T} fp8={fp8}: {time.perf_counter() - t0:.0f} s", flush=True)
     gpt = [] if (args.quick or args.no_gpt) else gpt_steps(device, time_ms, args.dry_run)
-    cols = ["N", "K", "tokens", "fp8", "sparse_ms", "dense_ms", "speedup", "baseline", "target", "meets_target", "note"]
+    if args.dry_run:
+        for r in rows:
+            r["timings"] = "CPU dry run (tiny shapes): not GPU times"
     ops = sorted({p["op"] for p in parts}, key=[p["op"] for p in parts].index)
     by_shape: dict[tuple, dict] = {}
     for p in parts:
         by_shape.setdefault((p["N"], p["K"], p["tokens"], p["fp8"]), {"N": p["N"], "K": p["K"], "tokens": p["tokens"],
                                                                      "fp8": p["fp8"]})[p["op"]] = p["ms"]
-    notes = ("sparse_ms / dense_ms: median fwd+bwd time of one layer step (CUDA events), bias-free, bf16 "
-             "activations; the sparse step rebuilds the compressed weight (prune_and_compress) every step, as "
-             "after an optimizer update. FP8 rows compare S-STE+FP8 with a dense FP8 linear on torch._scaled_mm "
-             "using the same delayed scaling (amax history 16).\n\n"
-             "## Breakdown of one S-STE step (ms per op, each timed alone)\n\n"
+    notes = (TARGETS + "\n\nsparse_ms / dense_ms: median fwd+bwd time of one layer step (CUDA events), "
+             "bias-free, bf16 activations; the sparse step rebuilds the compressed weight (prune_and_compress; "
+             "cuSPARSELt: β·S(w) then _cslt_compress) every step, as after an optimizer update. FP8 rows compare "
+             "S-STE+FP8 with a dense FP8 linear on torch._scaled_mm using the same delayed scaling (amax history "
+             "16). The `/cusparselt` variants are the same S-STE math on cuSPARSELt (bench/cusparselt_layer.py: "
+             "forward `_cslt_sparse_mm(_cslt_compress(β·S(w)), xᵀ)`, dense dgrad, wgrad on "
+             "`_cslt_compress(mvue_24(gᵀ))` with the same MVUE draw as ours; FP8: E4M3 forward with alpha as a "
+             "device vector, dense FP8 dgrad, bf16 wgrad since cuSPARSELt has no E5M2), each GEMM at the "
+             "configuration cuSPARSELt's search picks for its shape (note). vs_cusparselt = its time ÷ ours."
+             + ("\n\n**DRY RUN: CPU times of tiny shapes; the cuSPARSELt rows are FAKE (the library emulated by "
+                "dense torch ops).**" if args.dry_run else "")
+             + f"\n\n## Use 2:4 here? (fastest of s-ste / cuSPARSELt / dense per shape; 'marginal' below "
+             f"{verdicts.MARGINAL}× dense)\n\n"
+             + md_table(VERDICT_COLUMNS, [r for r in rows if r.get("variant") in VARIANT.values()])
+             + "\n## Breakdown of one S-STE step (ms per op, each timed alone)\n\n"
              + md_table(["N", "K", "tokens", "fp8", *ops], list(by_shape.values())))
     if gpt:
         notes += ("\n## GPT training step (examples/pretrain_gpt.py model, bf16 autocast, AdamW)\n\n"
                   + md_table(["recipe", "layers", "d_model", "seq", "batch", "params_M", "ms_per_step",
                               "tokens_per_s", "speedup"], gpt))
     title = "SparseLinear (S-STE) fwd+bwd vs dense layers" + (" [DRY RUN: CPU, tiny shapes]" if args.dry_run else "")
-    common.write_results("layer", title, cols, rows, notes=notes)
+    common.write_results("layer", title, COLUMNS, rows, notes=notes)
     with open(os.path.join(common.RESULTS, "layer_breakdown.json"), "w") as f:
-        json.dump({"breakdown": parts, "gpt": gpt}, f, indent=1)
+        json.dump({"breakdown": parts, "gpt": gpt, "environment": common.environment()}, f, indent=1)
     print(f"wrote {common.RESULTS}/layer.md, layer.json, layer_breakdown.json ({time.perf_counter() - t0:.0f} s)")
 
 

@@ -14,12 +14,16 @@ Alternatives timed on the same tensor: torch._sparse_semi_structured_tile (PyTor
 2:4 prune + compress for training; it also writes the transposed form) and
 torch.sparse.to_sparse_semi_structured (conversion of an already-pruned tensor) for the
 pruning kernels; the unfused ops (mvue_24 on gᵀ + prune_and_compress) for the MVUE kernel;
-PyTorch eager (scale, clamp, cast, amax, transpose) for the casts.
+PyTorch eager (scale, clamp, cast, amax, transpose) for the casts; and `torch._cslt_compress`
+(baseline "cslt_compress"), the step a cuSPARSELt user pays on the weight every optimizer
+step and on the gradient every step, on the pruned ŵ (bf16 or E4M3) and on MVUE(gᵀ): it only
+compresses, while ours prunes (or samples), scales, casts and compresses in its time
+(cuSPARSELt has no E5M2: that row says so).
 
 Bytes = inputs read once + outputs written once (values, metadata 4 bits per group). The
 floor of every kernel is bytes ÷ copy bandwidth; `frac_of_copy` is the fraction of it
 reached (targets: ≥ 0.85 prune_and_compress and the casts at the large shapes, ≥ 0.75 the
-fused MVUE). Timing: common.time_us (CUDA events, median after warm-up), rotating input sets
+fused MVUE; prune_and_compress also faster than `torch._cslt_compress`: `verdict`). Timing: common.time_us (CUDA events, median after warm-up), rotating input sets
 that together exceed 3× L2.
 
     python bench/bench_prune.py [--quick]      # --quick: one shape per kernel (profiling)
@@ -31,12 +35,14 @@ that together exceed 3× L2.
     nsys profile -t cuda,nvtx -o prune python bench/bench_prune.py --quick
 
 Writes bench/results/prune.md and prune.json (rows: kernel, shape, dtype, time_us, gbps,
-copy_gbps, frac_of_copy, baseline, baseline_time_us, speedup, device, commit, ...).
+copy_gbps, frac_of_copy, target, baseline, baseline_time_us, speedup, baseline_note, verdict,
+device, cusparselt_version_loaded, commit, ...).
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import math
 import os
 import sys
 import tempfile
@@ -54,9 +60,16 @@ GRADS = [(8192, 3072), (8192, 11008), (65536, 4096), (65536, 11008)]  # grad_out
 ACTS = [(8192, 4096), (65536, 4096), (65536, 11008)]  # x [T, K]
 QUICK = {"w": [(4096, 11008)], "g": [(65536, 4096)], "x": [(65536, 4096)]}
 TARGET = {"prune_and_compress": 0.85, "quantize_fp8_scaled": 0.85, "mvue_24_t_compress": 0.75}
+LARGE = 4096 * 4096  # elements: the fraction-of-copy targets apply from here (smaller ones are launch-bound)
+CSLT = "cslt_compress"  # the baseline name of torch._cslt_compress rows (prune.json readers match it)
+MUST_BEAT_CSLT = ("prune_and_compress",)  # issue 16: prune+compress faster than _cslt_compress
+CSLT_NOTE = {"w": "compress only (of the pruned ŵ): ours also prunes, scales and casts",
+             "g": "compress only (of MVUE(gᵀ) [N, T]): ours also transposes and samples MVUE",
+             "e5m2": "no cuSPARSELt counterpart (cuSPARSELt has no E5M2)"}
 COLUMNS = ["kernel", "shape", "dtype", "time_us", "MB", "gbps", "frac_of_copy", "target", "baseline",
-           "baseline_time_us", "speedup"]
+           "baseline_time_us", "speedup", "verdict", "baseline_note"]
 FAKE_FRAC = 0.7  # --dry-run only: a made-up fraction of copy bandwidth, NOT a measurement
+FAKE_BASELINE = {CSLT: 0.9}  # --dry-run: made-up baseline time ÷ ours (2 for the others): both verdicts show
 BF16, FP32, E4M3, E5M2 = torch.bfloat16, torch.float32, torch.float8_e4m3fn, torch.float8_e5m2
 
 
@@ -69,7 +82,7 @@ class Case:
     nbytes: int
     make: object                      # i -> input tuple
     run: object                       # inputs -> None
-    alternatives: list = field(default_factory=list)  # [(name, inputs -> None)]
+    alternatives: list = field(default_factory=list)  # [(name, inputs -> None, or None: none exists, note)]
 
 
 def randn_cuda(shape, dtype, seed: int) -> torch.Tensor:
@@ -97,22 +110,28 @@ def weight_cases(shapes) -> list[Case]:
 
         alts = []
         if hasattr(torch, "_sparse_semi_structured_tile"):
-            alts.append(("torch._sparse_semi_structured_tile", lambda inp: tile(inp[0])))
-        alts.append(("torch.sparse.to_sparse_semi_structured", lambda inp: to_semi(inp[2])))
+            alts.append(("torch._sparse_semi_structured_tile", lambda inp: tile(inp[0]), ""))
+        alts.append(("torch.sparse.to_sparse_semi_structured", lambda inp: to_semi(inp[2]), ""))
+        cslt = [(CSLT, lambda inp: torch._cslt_compress(inp[2]), CSLT_NOTE["w"])]
 
         def make_bf16_with_pruned(i, n=n, k=k):
             w, beta = make_bf16(i)
             return w, beta, s_ste.soft_threshold_24(w)[0]
 
+        def make_with_w_hat(i, n=n, k=k, dtype=BF16):  # + ŵ = β·S(w) in the cast's dtype (what cuSPARSELt compresses)
+            w, beta = make(i)
+            return w, beta, s_ste.decompress(*s_ste.prune_and_compress(w, beta, "sm90", dtype), "sm90", False)
+
         cases += [
-            Case("prune_and_compress/sm90_fp32", (n, k), "fp32->bf16", n * k * 4 + packed_bytes(n, k, 2), make,
-                 lambda inp: s_ste.prune_and_compress(inp[0], inp[1], "sm90", BF16)),
+            Case("prune_and_compress/sm90_fp32", (n, k), "fp32->bf16", n * k * 4 + packed_bytes(n, k, 2),
+                 make_with_w_hat, lambda inp: s_ste.prune_and_compress(inp[0], inp[1], "sm90", BF16), cslt),
             Case("prune_and_compress/sm90_bf16", (n, k), "bf16->bf16", n * k * 2 + packed_bytes(n, k, 2),
-                 make_bf16_with_pruned, lambda inp: s_ste.prune_and_compress(inp[0], inp[1], "sm90"), alts),
+                 make_bf16_with_pruned, lambda inp: s_ste.prune_and_compress(inp[0], inp[1], "sm90"), alts + cslt),
             Case("prune_and_compress/sm80_bf16", (n, k), "bf16->bf16", n * k * 2 + packed_bytes(n, k, 2),
-                 make_bf16_with_pruned, lambda inp: s_ste.prune_and_compress(inp[0], inp[1], "sm80"), alts),
-            Case("prune_and_compress/sm90_fp32_e4m3", (n, k), "fp32->e4m3", n * k * 4 + packed_bytes(n, k, 1), make,
-                 lambda inp: s_ste.prune_and_compress(inp[0], inp[1] * 400, "sm90", E4M3)),
+                 make_bf16_with_pruned, lambda inp: s_ste.prune_and_compress(inp[0], inp[1], "sm80"), alts + cslt),
+            Case("prune_and_compress/sm90_fp32_e4m3", (n, k), "fp32->e4m3", n * k * 4 + packed_bytes(n, k, 1),
+                 lambda i: make_with_w_hat(i, dtype=E4M3),
+                 lambda inp: s_ste.prune_and_compress(inp[0], inp[1] * 400, "sm90", E4M3), cslt),
             Case("scale_factor/fp32", (n, k), "fp32", n * k * 4, make, lambda inp: s_ste.scale_factor(inp[0])),
         ]
     return cases
@@ -121,22 +140,25 @@ def weight_cases(shapes) -> list[Case]:
 def grad_cases(shapes) -> list[Case]:
     cases = []
     for t, n in shapes:
-        def make(i, t=t, n=n):
-            return randn_cuda((t, n), BF16, i), torch.tensor(1000.0, device="cuda"), i
+        def make(i, t=t, n=n):  # g, the E5M2 scale, the draw, and MVUE(gᵀ) (what cuSPARSELt compresses)
+            g = randn_cuda((t, n), BF16, i)
+            return g, torch.tensor(1000.0, device="cuda"), i, s_ste.mvue_24(g.t().contiguous(), 1, i)
 
         def unfused(inp):
             h = s_ste.mvue_24(inp[0].t().contiguous(), 1, inp[2])
             s_ste.prune_and_compress(h, torch.ones((), device="cuda"), "sm90")
 
-        alts = [("unfused mvue_24(gᵀ) + prune_and_compress", unfused)]
+        alts = [("unfused mvue_24(gᵀ) + prune_and_compress", unfused, "")]
         if hasattr(torch, "_sparse_semi_structured_tile"):
             alts.append(("torch._sparse_semi_structured_tile(gᵀ), no MVUE",
-                         lambda inp: torch._sparse_semi_structured_tile(inp[0].t().contiguous())))
+                         lambda inp: torch._sparse_semi_structured_tile(inp[0].t().contiguous()), ""))
         cases += [
             Case("mvue_24_t_compress/sm90_bf16", (t, n), "bf16->bf16", t * n * 2 + packed_bytes(n, t, 2), make,
-                 lambda inp: s_ste.mvue_24_t_compress(inp[0], 1, inp[2], "sm90"), alts),
+                 lambda inp: s_ste.mvue_24_t_compress(inp[0], 1, inp[2], "sm90"),
+                 alts + [(CSLT, lambda inp: torch._cslt_compress(inp[3]), CSLT_NOTE["g"])]),
             Case("mvue_24_t_compress/sm90_bf16_e5m2", (t, n), "bf16->e5m2", t * n * 2 + packed_bytes(n, t, 1), make,
-                 lambda inp: s_ste.mvue_24_t_compress(inp[0], 1, inp[2], "sm90", E5M2, inp[1])),
+                 lambda inp: s_ste.mvue_24_t_compress(inp[0], 1, inp[2], "sm90", E5M2, inp[1]),
+                 [(CSLT, None, CSLT_NOTE["e5m2"])]),
         ]
     return cases
 
@@ -156,10 +178,10 @@ def act_cases(shapes) -> list[Case]:
         cases += [
             Case("quantize_fp8_scaled/e4m3", (t, k), "bf16->e4m3", t * k * 3, make,
                  lambda inp: s_ste.quantize_fp8_scaled(inp[0], inp[1], E4M3),
-                 [("torch eager: scale, clamp, cast, amax", lambda inp: eager(inp, False))]),
+                 [("torch eager: scale, clamp, cast, amax", lambda inp: eager(inp, False), "")]),
             Case("quantize_fp8_scaled/e4m3_t", (t, k), "bf16->e4m3 + e4m3ᵀ", t * k * 4, make,
                  lambda inp: s_ste.quantize_fp8_scaled(inp[0], inp[1], E4M3, True),
-                 [("torch eager: scale, clamp, cast, amax, .t().contiguous()", lambda inp: eager(inp, True))]),
+                 [("torch eager: scale, clamp, cast, amax, .t().contiguous()", lambda inp: eager(inp, True), "")]),
         ]
     return cases
 
@@ -178,14 +200,36 @@ def timed(name: str, run, sets) -> float:
 
 
 def rows_for(case: Case, us: float, copy: float, alt_times: list) -> list[dict]:
+    """One row per alternative (name, µs or None, note) of the case, each judged (`verdict`)."""
     gbps = case.nbytes / us / 1e3
     base = {"kernel": case.kernel, "shape": "x".join(map(str, case.shape)), "dtype": case.dtype, "time_us": us,
             "MB": case.nbytes / 1e6, "gbps": gbps, "copy_gbps": copy, "frac_of_copy": gbps / copy,
             "target": TARGET.get(case.kernel.split("/")[0])}
-    if not alt_times:
-        return [{**base, "baseline": None, "baseline_time_us": None, "speedup": None}]
-    return [{**base, "baseline": name, "baseline_time_us": t, "speedup": (t / us) if t else None}
-            for name, t in alt_times]
+    rows = [{**base, "baseline": name, "baseline_time_us": t, "speedup": (t / us) if t else None,
+             "baseline_note": note or None} for name, t, note in alt_times]
+    rows = rows or [{**base, "baseline": None, "baseline_time_us": None, "speedup": None, "baseline_note": None}]
+    for r in rows:
+        r["verdict"] = judge(r)
+    return rows
+
+
+def judge(row: dict) -> str:
+    """The raised targets on one row: the fraction of copy bandwidth, and for prune_and_compress
+    against torch._cslt_compress, faster than it ('' where neither applies)."""
+    missed = []
+    large = math.prod(int(d) for d in row["shape"].split("x")) >= LARGE
+    if row["target"] is not None and large and row["frac_of_copy"] < row["target"]:
+        missed.append(f"{row['frac_of_copy']:.0%} < {row['target']:.0%} of copy")
+    if row["baseline"] == CSLT and row["kernel"].split("/")[0] in MUST_BEAT_CSLT:
+        if row["speedup"] is None:
+            missed.append("_cslt_compress not timed")
+        elif row["speedup"] <= 1.0:
+            missed.append("slower than _cslt_compress")
+    elif row["target"] is None:
+        return ""
+    elif not large:
+        return "not judged (small shape)"
+    return "missed: " + ", ".join(missed) if missed else "met"
 
 
 def measure(case: Case, copy: float) -> list[dict]:
@@ -198,11 +242,15 @@ def measure(case: Case, copy: float) -> list[dict]:
         return [{"kernel": case.kernel, "shape": "x".join(map(str, case.shape)), "dtype": case.dtype,
                  "baseline": "skipped: OOM"}]
     alt_times = []
-    for name, alt in case.alternatives:
+    for name, alt, note in case.alternatives:
+        if alt is None:  # no counterpart exists: the row says so
+            alt_times.append((name, None, note))
+            continue
         try:
-            alt_times.append((name, timed("baseline/" + name.split(" ")[0], alt, sets)))
+            alt_times.append((name, timed("baseline/" + name.split(" ")[0], alt, sets), note))
         except Exception as e:  # an alternative this torch or GPU lacks: the row says so
-            alt_times.append((f"{name} (n/a: {type(e).__name__}: {str(e).splitlines()[0][:80]})", None))
+            why = f"n/a: {type(e).__name__}: {str(e).splitlines()[0][:80]}"
+            alt_times.append((name, None, f"{why}; {note}" if note else why))
     del sets
     torch.cuda.empty_cache()
     return rows_for(case, us, copy, alt_times)
@@ -233,6 +281,12 @@ def attach_ncu(csv_path: str) -> None:
     print(md)
 
 
+TARGETS = ("**Targets** (issue 16): prune_and_compress ≥ 85 % of the copy bandwidth at the large shapes (≥ 4096² "
+           "elements) and faster than torch._cslt_compress on the same weight at every shape; "
+           "quantize_fp8_scaled ≥ 85 % and the fused mvue_24_t_compress ≥ 75 % at the large shapes "
+           "(`verdict` judges every row).")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one shape per kernel")
@@ -248,6 +302,7 @@ def main() -> None:
     if args.attach_ncu:
         return attach_ncu(args.attach_ncu)
     shapes = QUICK if (args.quick or args.profile) else {"w": WEIGHTS, "g": GRADS, "x": ACTS}
+    print(TARGETS, flush=True)
     if args.dry_run:
         if not args.results_dir:
             common.RESULTS = tempfile.mkdtemp(prefix="bench_prune_dry_")
@@ -256,7 +311,10 @@ def main() -> None:
         rows = []
         for c in cases:
             us = c.nbytes / (FAKE_FRAC * copy * 1e3)
-            rows += rows_for(c, us, copy, [(name, 2 * us) for name, _ in c.alternatives])
+            rows += rows_for(c, us, copy, [(name, FAKE_BASELINE.get(name, 2.0) * us if alt else None, note)
+                                           for name, alt, note in c.alternatives])
+        for r in rows:
+            r["timings"] = "FAKE (dry run)"
     else:
         if not torch.cuda.is_available():
             sys.exit("bench_prune needs a CUDA GPU (--dry-run checks the plan on a CPU)")
@@ -272,10 +330,12 @@ def main() -> None:
     common.write_results(
         "prune", "Fused element-wise kernels vs copy bandwidth and alternatives" + (" [DRY RUN: FAKE timings]" if args.dry_run else ""),
         COLUMNS + ["copy_gbps"], rows,
-        notes="Bytes = inputs read once + outputs written once; floor = bytes ÷ copy_gbps (measured in this "
-              "run, read + write). speedup = baseline_time_us / time_us on the same tensors. "
-              "torch._sparse_semi_structured_tile also writes the transposed compressed form (more bytes); "
-              "to_sparse_semi_structured only converts an already-pruned tensor.")
+        notes=TARGETS + "\n\nBytes = inputs read once + outputs written once; floor = bytes ÷ copy_gbps (measured "
+              "in this run, read + write); frac_of_copy = floor ÷ time. speedup = baseline_time_us / time_us on the "
+              "same tensors. torch._sparse_semi_structured_tile also writes the transposed compressed form (more "
+              "bytes); to_sparse_semi_structured only converts an already-pruned tensor; `cslt_compress` "
+              "(torch._cslt_compress, cuSPARSELt's compressor) only compresses a tensor that is already pruned, "
+              "scaled and cast (baseline_note says which), while ours does all of it in its time.")
     if args.dry_run:
         print(f"dry run: wrote {os.path.join(common.RESULTS, 'prune.md')} and prune.json")
     return None

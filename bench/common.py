@@ -1,6 +1,6 @@
-"""Shared helpers of the bench scripts: timing with CUDA events over rotating inputs,
-the device-to-device copy ceiling, and results files that name device, versions, commit
-and date."""
+"""Shared helpers of the bench scripts: timing with CUDA events over rotating inputs, the
+kernel-only time of a call (torch.profiler), the device-to-device copy ceiling, and results
+files that name device, versions (torch, CUDA, cuSPARSELt built and loaded), commit and date."""
 from __future__ import annotations
 
 import datetime
@@ -11,15 +11,18 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+import cusparselt  # (bench/ is on sys.path: every bench script puts it there)
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(BENCH, "results")  # the scripts' --results-dir / --dry-run replace it
 
 
-def environment() -> dict[str, str]:
-    try:
+def environment() -> dict[str, str | None]:
+    try:  # the checkout the benches run from (not RESULTS: a dry run writes to a temp dir)
         commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
-                                cwd=os.path.dirname(RESULTS), check=True).stdout.strip()
+                                cwd=BENCH, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=os.path.dirname(RESULTS)).stdout.strip()
+                               text=True, cwd=BENCH).stdout.strip()
         commit += "+dirty" if dirty else ""
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
@@ -27,6 +30,7 @@ def environment() -> dict[str, str]:
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "torch": torch.__version__,
         "cuda": str(torch.version.cuda),
+        **cusparselt.versions(),
         "commit": commit,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
@@ -60,6 +64,26 @@ def time_us(fn: Callable[[int], object], n_sets: int, warmup: int = 10, reps: in
     return times[len(times) // 2]
 
 
+def kernel_us(fn: Callable[[int], object], n_sets: int, reps: int = 3) -> float | None:
+    """Device time of one fn(i) from torch.profiler's CUDA activities (kernels, memsets, copies),
+    without the host's per-call overhead that the event time also holds (after one warm call);
+    None if the profiler saw no GPU activity (no CUPTI)."""
+    from torch.profiler import ProfilerActivity, profile
+    fn(0)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for i in range(reps):
+            fn(i % n_sets)
+        torch.cuda.synchronize()
+    return device_us_per_call(prof.events(), reps)
+
+
+def device_us_per_call(events, calls: int) -> float | None:
+    """Summed duration of the profiler events that ran on the GPU, per call (None: there were none)."""
+    on_gpu = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+    return sum(e.time_range.elapsed_us() for e in on_gpu) / calls if on_gpu else None
+
+
 def copy_gbps(nbytes: int = 1 << 30) -> float:
     """Device-to-device copy bandwidth (bytes read + written per second), measured now."""
     src = torch.empty(nbytes // 2, dtype=torch.uint8, device="cuda").fill_(1)
@@ -71,10 +95,9 @@ def copy_gbps(nbytes: int = 1 << 30) -> float:
 def write_results(name: str, title: str, columns: Sequence[str], rows: list[dict], notes: str = "") -> str:
     """Print the table and write bench/results/<name>.md and .json; returns the markdown."""
     env = environment()
-    head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
-    body = "".join("| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |\n" for r in rows)
-    md = (f"# {title}\n\n{env['device']}, torch {env['torch']}, CUDA {env['cuda']}, commit {env['commit']}, "
-          f"{env['date']}\n\n{head}{body}\n{notes}\n")
+    md = (f"# {title}\n\n{env['device']}, torch {env['torch']}, CUDA {env['cuda']}, cuSPARSELt "
+          f"{env['cusparselt_version_loaded']} loaded (torch built with {env['cusparselt_version_built']}), "
+          f"commit {env['commit']}, {env['date']}\n\n{md_table(columns, rows)}\n{notes}\n")
     print(md)
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, f"{name}.md"), "w") as f:
@@ -82,6 +105,11 @@ def write_results(name: str, title: str, columns: Sequence[str], rows: list[dict
     with open(os.path.join(RESULTS, f"{name}.json"), "w") as f:
         json.dump([{**r, **env} for r in rows], f, indent=1)
     return md
+
+
+def md_table(columns: Sequence[str], rows: list[dict]) -> str:
+    head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
+    return head + "".join("| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |\n" for r in rows)
 
 
 def _fmt(v) -> str:

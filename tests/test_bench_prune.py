@@ -10,7 +10,11 @@ KERNELS = {"prune_and_compress/sm90_fp32", "prune_and_compress/sm90_bf16", "prun
            "prune_and_compress/sm90_fp32_e4m3", "scale_factor/fp32", "mvue_24_t_compress/sm90_bf16",
            "mvue_24_t_compress/sm90_bf16_e5m2", "quantize_fp8_scaled/e4m3", "quantize_fp8_scaled/e4m3_t"}
 KEYS = {"kernel", "shape", "dtype", "time_us", "gbps", "copy_gbps", "frac_of_copy", "baseline", "baseline_time_us",
-        "device", "commit"}
+        "baseline_note", "verdict", "device", "commit", "cusparselt_version_built", "cusparselt_version_loaded"}
+# every kernel that has a torch._cslt_compress counterpart, and the one that has none (E5M2)
+CSLT_TIMED = {"prune_and_compress/sm90_fp32", "prune_and_compress/sm90_bf16", "prune_and_compress/sm80_bf16",
+              "prune_and_compress/sm90_fp32_e4m3", "mvue_24_t_compress/sm90_bf16"}
+CSLT_NONE = {"mvue_24_t_compress/sm90_bf16_e5m2"}
 
 
 def test_bench_prune_dry_run_writes_every_kernel_and_column(tmp_path):
@@ -24,6 +28,22 @@ def test_bench_prune_dry_run_writes_every_kernel_and_column(tmp_path):
     shapes = {r["shape"] for r in rows}
     assert {"4096x4096", "4096x11008", "11008x4096", "8192x28672", "768x3072", "65536x11008"} <= shapes
     assert "DRY RUN" in (tmp_path / "prune.md").read_text()
+    assert all(r["timings"] == "FAKE (dry run)" for r in rows)
+    cslt = [r for r in rows if r["baseline"] == "cslt_compress"]
+    shapes_of = {k: {r["shape"] for r in rows if r["kernel"] == k} for k in KERNELS}
+    for k in CSLT_TIMED | CSLT_NONE:  # one cslt_compress row per shape of each such kernel
+        assert {r["shape"] for r in cslt if r["kernel"] == k} == shapes_of[k], k
+    assert all(r["baseline_time_us"] for r in cslt if r["kernel"] in CSLT_TIMED)
+    none = [r for r in cslt if r["kernel"] in CSLT_NONE]
+    assert all(r["baseline_time_us"] is None and "no cuSPARSELt counterpart" in r["baseline_note"] for r in none)
+    assert all("compress only" in r["baseline_note"] for r in cslt if r["kernel"] in CSLT_TIMED)
+    # the raised target: prune_and_compress judged against _cslt_compress (the fake times make it slower)
+    prune_cslt = [r for r in cslt if r["kernel"].startswith("prune_and_compress")]
+    assert prune_cslt and all("slower than _cslt_compress" in r["verdict"] for r in prune_cslt)
+    small = [r for r in rows if r["shape"] == "768x3072" and r["target"] is not None]  # fractions judged from 4096²
+    assert {r["verdict"] for r in small if r["baseline"] != "cslt_compress"} == {"not judged (small shape)"}
+    assert {r["verdict"] for r in small if r["baseline"] == "cslt_compress"} == {"missed: slower than _cslt_compress"}
+    assert "85 %" in (tmp_path / "prune.md").read_text() and "_cslt_compress" in (tmp_path / "prune.md").read_text()
 
 
 def test_bench_prune_dry_run_refuses_bench_results():
