@@ -1,7 +1,7 @@
 """The behaviour fingerprint of a refactor: fixed-seed CPU training runs whose every output is saved.
 
-    python tools/golden_run.py --out DIR            # run every variant, write DIR/<variant>.pt + DIR/digest.json
-    python tools/golden_run.py --compare DIR1 DIR2  # byte-compare two runs: which tensor of which variant differs
+    PYTHONPATH=. python tools/golden_run.py --out DIR   # run every variant: DIR/<variant>.pt + DIR/digest.json
+    python tools/golden_run.py --compare DIR1 DIR2      # byte-compare two runs: which tensor of which variant differs
 
 Each variant trains a 2-layer model (SparseLinear 64 -> 128, GELU, SparseLinear 128 -> 64, with biases;
 74 tokens, so the weight-gradient GEMM pads its tokens) for 20 AdamW steps on fixed data, and saves the
@@ -12,7 +12,8 @@ run under activation checkpointing. Run it at two commits with the same torch an
 behaviour-neutral change leaves every byte equal (``digest.json`` holds one sha256 per tensor, so the
 comparison does not depend on torch.save's container bytes).
 
-It imports ``s_ste`` from wherever Python finds it: run it from the checkout under test (or set PYTHONPATH).
+It imports ``s_ste`` from wherever Python finds it: from the checkout under test, run with ``PYTHONPATH=.``
+(a script's own folder, tools/, is what Python puts first on sys.path, not the working directory).
 """
 from __future__ import annotations
 
