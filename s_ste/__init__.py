@@ -25,6 +25,7 @@ from .ops import (
     validate_compressed,
 )
 from .sparsify import sparsify, to_inference
+from . import gemm_tables  # noqa: E402,F401  (installs the per-device GEMM tuning tables into s_ste_cuda)
 
 __all__ = [
     "LAYOUTS",
