@@ -24,7 +24,6 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/csrc/Exceptions.h>
 #include <torch/csrc/autograd/python_variable.h>
-#include <torch/csrc/utils/tensor_dtypes.h>
 
 #include <cstring>
 #include <optional>
@@ -195,9 +194,13 @@ PyObject* gemm_install_tables(PyObject* self, PyObject* args) {
   if (fast == nullptr) return nullptr;
   std::vector<gemm::TuningTable> tables;
   for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(fast); ++i) {
-    const char *source, *text;
-    Py_ssize_t text_len;
-    if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(fast, i), "ss#", &source, &text, &text_len)) {
+    const char* source;
+    PyObject* text_obj;
+    Py_ssize_t text_len = 0;
+    const char* text = nullptr;
+    if (PyArg_ParseTuple(PySequence_Fast_GET_ITEM(fast, i), "sU", &source, &text_obj))
+      text = PyUnicode_AsUTF8AndSize(text_obj, &text_len);
+    if (text == nullptr) {
       Py_DECREF(fast);
       return nullptr;
     }
@@ -216,6 +219,18 @@ at::Tensor tensor_arg(PyObject* o, const char* what) {
 std::optional<at::Tensor> optional_tensor_arg(PyObject* o, const char* what) {
   if (o == Py_None) return std::nullopt;
   return tensor_arg(o, what);
+}
+
+// The torch dtype name of a tensor ("bfloat16" for torch.bfloat16), as Python spells it.
+std::string dtype_name(PyObject* tensor) {
+  PyObject* dtype = PyObject_GetAttrString(tensor, "dtype");
+  PyObject* text = dtype ? PyObject_Str(dtype) : nullptr;
+  std::string name = text ? PyUnicode_AsUTF8(text) : "";
+  Py_XDECREF(text);
+  Py_XDECREF(dtype);
+  PyErr_Clear();
+  const std::string prefix = "torch.";
+  return name.rfind(prefix, 0) == 0 ? name.substr(prefix.size()) : name;
 }
 
 PyObject* gemm_run(PyObject*, PyObject* args, PyObject* kwargs) {
@@ -241,9 +256,9 @@ PyObject* gemm_run(PyObject*, PyObject* args, PyObject* kwargs) {
                                   alpha = optional_tensor_arg(alpha_obj, "alpha");
   TORCH_CHECK_VALUE(values.is_cuda(), "gemm_run: the operands must be CUDA tensors");
   const SparseLinearPlan p = plan_sparse_linear(x, values, meta, bias, "sm90", alpha);
-  // The plan checked the operands against each other; the kernel's own dtypes are checked here.
-  const std::string va = torch::utils::getDtypeNames(values.scalar_type()).first,
-                    xb = torch::utils::getDtypeNames(p.x2d.scalar_type()).first;
+  // The plan checked the operands against each other; the kernel's own dtypes are checked here,
+  // by torch's dtype names (element_name's spelling).
+  const std::string va = dtype_name(values_obj), xb = dtype_name(x_obj);
   TORCH_CHECK_VALUE(va == gemm::element_name(k->a) && xb == gemm::element_name(k->b), "gemm_run: ", name, " multiplies ",
                     gemm::element_name(k->a), " values by ", gemm::element_name(k->b), " x, not ", va, " by ", xb);
   const c10::cuda::CUDAGuard guard(values.device());
