@@ -82,7 +82,8 @@ setup(
     name="s-ste",
     version="0.1.0",
     description="S-STE 2:4 sparse pre-training on NVIDIA sparse tensor cores",
-    packages=["s_ste"],
+    packages=["s_ste", "s_ste.gemm_tables"],
+    package_data={"s_ste.gemm_tables": ["*.txt"]},  # the per-device GEMM tuning tables (bench/tune_gemm.py)
     ext_modules=[extension],
     cmdclass={"build_ext": BuildExtension},
     python_requires=">=3.10",

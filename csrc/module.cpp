@@ -13,6 +13,7 @@
 
 #ifdef S_STE_WITH_CUDA
 #include "cuda/gemm_py.h"
+#include "cuda/gemm_tuning_py.h"
 #endif
 
 namespace {
@@ -97,12 +98,13 @@ PyMethodDef methods[] = {
     {"built_with_cuda", built_with_cuda, METH_NOARGS, "whether the CUDA kernels were compiled in"},
     {nullptr, nullptr, 0, nullptr}};
 
-// methods, and gemm_py's in a CUDA build: the table the module is created with.
+// methods, and gemm_py's and gemm_tuning_py's in a CUDA build: the table the module is created with.
 PyMethodDef* method_table() {
   static std::vector<PyMethodDef> table = [] {
     std::vector<PyMethodDef> t;
 #ifdef S_STE_WITH_CUDA
     for (const PyMethodDef* m = s_ste::cuda::gemm_py_methods; m->ml_name; ++m) t.push_back(*m);
+    for (const PyMethodDef* m = s_ste::gemm_tuning_methods(); m->ml_name; ++m) t.push_back(*m);
 #endif
     for (const PyMethodDef& m : methods) t.push_back(m);  // ends with the sentinel
     return t;

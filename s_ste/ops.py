@@ -80,6 +80,11 @@ def built_with_cuda() -> bool:
     return bool(s_ste_cuda.built_with_cuda())
 
 
+def extension_entry(name: str):
+    """The extension's function `name` (e.g. the GEMM tables' entries of a CUDA build), None if absent."""
+    return getattr(s_ste_cuda, name, None)
+
+
 # ---- schemas, fakes: the machinery ----
 
 

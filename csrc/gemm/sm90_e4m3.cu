@@ -25,7 +25,9 @@
 // (FastAccum) the error grows with K; S-STE trains on these products and the weight-gradient
 // GEMM reduces over K = tokens (up to 64k), so we take the accurate path by default. Whether
 // FastAccum is good enough for the forward GEMM (K = in_features) must be decided by accuracy
-// tests on a GPU against an f32 reference, not assumed; it would be a separate instantiation.
+// tests on a GPU against an f32 reference, not assumed: the FastAccum instantiations
+// (sm90_e4m3_*_fastaccum.cu) are reached only through a tuning table row whose accuracy check
+// passed on the device (csrc/gemm/README.md).
 // (Tile and cluster not yet measured on a GPU.)
 #include "sm90_sparse_gemm.cuh"
 

@@ -77,6 +77,7 @@
 #include "cutlass/gemm/kernel/gemm_universal.hpp"
 
 #include "cutlass_element.cuh"
+#include "knobs.h"
 #include "sparse_gemm.h"
 #include "s_ste/layout_sm90.cuh"
 
@@ -85,6 +86,18 @@
 #endif
 
 namespace s_ste::gemm::sm90 {
+
+// The FP8 FastAccum schedules: the builder maps them to the plain sparse mainloop (no
+// promotion), keeping all of K in the tensor core's FP8 accumulator.
+template <class Schedule>
+constexpr bool is_fast_accum_v =
+    std::is_same_v<Schedule, cutlass::gemm::KernelTmaWarpSpecializedFP8FastAccum> ||
+    std::is_same_v<Schedule, cutlass::gemm::KernelTmaWarpSpecializedPingpongFP8FastAccum> ||
+    std::is_same_v<Schedule, cutlass::gemm::KernelTmaWarpSpecializedCooperativeFP8FastAccum>;
+
+template <class Schedule>
+constexpr bool is_pingpong_v = std::is_same_v<Schedule, cutlass::gemm::KernelTmaWarpSpecializedPingpong> ||
+                               std::is_same_v<Schedule, cutlass::gemm::KernelTmaWarpSpecializedPingpongFP8FastAccum>;
 
 // ElementA: Â values (sparse, K-major); ElementB: x (K-major); ElementD: out and bias.
 // TileShape / ClusterShape: cute::Shape<Int<..>, Int<..>, Int<..>>.
@@ -167,17 +180,21 @@ struct SparseGemm {
                 "mainloop LayoutA/LayoutE differ from our SparseConfig's");
   static_assert(std::is_same_v<ElementE, uint8_t>, "SM90 sparse metadata must be raw bytes");
   // The builder picked the mainloop we mean: the plain sparse one for 16-bit A, the
-  // accumulator-promoting FP8 one for 8-bit A (never FastAccum: see sm90_e4m3.cu), with our
-  // schedule and cluster.
+  // accumulator-promoting FP8 one for 8-bit A with a non-FastAccum schedule (see sm90_e4m3.cu),
+  // the plain one without promotion for an FP8 FastAccum schedule; with our schedule and cluster.
+  static constexpr bool kFastAccum = is_fast_accum_v<MainloopSchedule>;
+  static constexpr bool kPromotes = kBitsA == 8 && !kFastAccum;
+  static_assert(!kFastAccum || kBitsA == 8, "FastAccum schedules are FP8 only");
   using Policy = typename CollectiveMainloop::DispatchPolicy;
-  static_assert(std::is_same_v<Policy, std::conditional_t<kBitsA == 8,
+  static_assert(std::is_same_v<Policy, std::conditional_t<kPromotes,
                                                           cutlass::gemm::MainloopSm90TmaGmmaWarpSpecializedSparseFP8<
                                                               Policy::Stages, ClusterShape, MainloopSchedule>,
                                                           cutlass::gemm::MainloopSm90TmaGmmaWarpSpecializedSparse<
                                                               Policy::Stages, ClusterShape, MainloopSchedule>>>,
-                "unexpected sparse mainloop (expected the plain 16-bit or the promoting FP8 one)");
-  // Pingpong: one warpgroup per 64-row tile, two consumer warpgroups alternating tiles.
-  static_assert(!std::is_same_v<MainloopSchedule, cutlass::gemm::KernelTmaWarpSpecializedPingpong> ||
+                "unexpected sparse mainloop (expected the plain one for 16-bit A or FP8 FastAccum, "
+                "the promoting FP8 one otherwise)");
+  // Pingpong: each of the two consumer warpgroups owns a whole tile (a 128-thread TiledMma).
+  static_assert(!is_pingpong_v<MainloopSchedule> ||
                     (cute::size(typename CollectiveMainloop::TiledMma{}) == 128 &&
                      GemmKernel::NumMmaWarpGroups == 2 && GemmKernel::MaxThreadsPerBlock == 384),
                 "expected the Pingpong kernel shape (128-thread TiledMma, two consumer warpgroups)");
@@ -192,6 +209,11 @@ struct SparseGemm {
                     int(typename OurSparseConfig::TensorEAtomM{}) == s_ste::sm90::kAtomM &&
                     int(typename OurSparseConfig::TensorAAlignmentK{}) == s_ste::sm90::values_k_align(kBitsA),
                 "layout_sm90.cuh constants disagree with CUTLASS's SparseConfig");
+  // The promotion interval counts wgmmas and must be a multiple of those one k-tile issues
+  // (the FP8 mainloop's can_implement): TileK / 64 for the m64nNk64 sparse FP8 wgmma.
+  static constexpr int kMmasPerKTile = int(cute::size<2>(TileShape{})) / int(cute::tile_size<2>(TiledMma{}));
+  static constexpr int kPromotionStep = kPromotes ? kMmasPerKTile : 0;
+  static_assert(!kPromotes || 4 % kMmasPerKTile == 0, "the default promotion interval (4) must suit the tile");
   static_assert(cute::size<2>(TileShape{}) >= kMinTileK, "TileK < 128 would need a different metadata layout");
   // workspace_bytes() is computed without the SM count: true for the persistent scheduler
   // (its get_workspace_size is 0), not for stream-K.
@@ -244,7 +266,16 @@ struct SparseGemm {
     if (a.bias != nullptr && !aligned(a.bias, kAlignmentBias * kBitsD / 8))
       return "sm90 sparse GEMM: bias must be 16-byte aligned";
     if (a.alpha != nullptr && !aligned(a.alpha, alignof(float))) return "sm90 sparse GEMM: alpha must be 4-byte aligned";
-    return nullptr;
+    return check_knobs(a.knobs, /*scheduler_knobs=*/true, kPromotionStep);
+  }
+
+  using RasterOrder = decltype(Arguments{}.scheduler.raster_order);
+  static constexpr RasterOrder raster_order(int raster) {
+    switch (raster) {
+      case kRasterAlongM: return RasterOrder::AlongM;
+      case kRasterAlongN: return RasterOrder::AlongN;
+      default: return RasterOrder::Heuristic;
+    }
   }
 
   // CUTLASS arguments. Touches no device state (sm_count = 0 is only read by initialize()).
@@ -281,6 +312,13 @@ struct SparseGemm {
     cute::get<1>(dD) = static_cast<int64_t>(M);  // next n (row of out): M elements; m contiguous
     cute::get<2>(dD) = 0;
     args.epilogue.dD = dD;
+
+    // Run-time knobs (checked by check_args); 0 keeps CUTLASS's default.
+    args.scheduler.raster_order = raster_order(a.knobs.raster);
+    if (a.knobs.swizzle != 0) args.scheduler.max_swizzle_size = a.knobs.swizzle;
+    if constexpr (kPromotes) {
+      if (a.knobs.promotion != 0) args.mainloop.mma_promotion_interval = static_cast<uint32_t>(a.knobs.promotion);
+    }
 
     args.hw_info.device_id = device_id;
     args.hw_info.sm_count = sm_count;
@@ -360,6 +398,8 @@ struct SparseGemm {
 template <class Gemm>
 constexpr SparseGemmKernel make_sm90_kernel(const char* name) {
   using Tile = typename Gemm::TileShape;
+  using Cluster = typename Gemm::ClusterShape;
+  static_assert(cute::size<2>(Cluster{}) == 1, "clusters along K are not used");
   return SparseGemmKernel{name,
                           /*sm=*/90,
                           /*sm90_layout=*/true,
@@ -374,7 +414,17 @@ constexpr SparseGemmKernel make_sm90_kernel(const char* name) {
                           &Gemm::can_implement,
                           &Gemm::workspace_bytes,
                           &Gemm::run,
-                          &Gemm::image};
+                          &Gemm::image,
+                          int(cute::size<0>(Cluster{})),
+                          int(cute::size<1>(Cluster{})),
+                          Gemm::kFastAccum  ? Accumulation::kFp8FastAccum
+                          : Gemm::kPromotes ? Accumulation::kFp8Promoted
+                                            : Accumulation::kF32,
+                          /*scheduler_knobs=*/true,
+                          Gemm::kPromotionStep,
+                          Gemm::CollectiveMainloop::DispatchPolicy::Stages,
+                          int(Gemm::GemmKernel::SharedStorageSize),
+                          /*knobs=*/GemmKnobs{}};
 }
 
 }  // namespace s_ste::gemm::sm90
