@@ -33,6 +33,7 @@
 #include "../gemm/sparse_gemm.h"
 #include "../gemm/tuning_table.h"
 #include "../plans.h"
+#include "gemm_args.h"
 
 namespace s_ste {
 namespace {
@@ -255,24 +256,16 @@ PyObject* gemm_run(PyObject*, PyObject* args, PyObject* kwargs) {
   const std::optional<at::Tensor> bias = optional_tensor_arg(bias_obj, "bias"),
                                   alpha = optional_tensor_arg(alpha_obj, "alpha");
   TORCH_CHECK_VALUE(values.is_cuda(), "gemm_run: the operands must be CUDA tensors");
-  const SparseLinearPlan p = plan_sparse_linear(x, values, meta, bias, "sm90", alpha);
+  const SparseLinearPlan p = plan_sparse_linear(x, values, meta, bias, "sm90", alpha, /*out_transposed=*/false);
   // The plan checked the operands against each other; the kernel's own dtypes are checked here,
   // by torch's dtype names (element_name's spelling).
   const std::string va = dtype_name(values_obj), xb = dtype_name(x_obj);
   TORCH_CHECK_VALUE(va == gemm::element_name(k->a) && xb == gemm::element_name(k->b), "gemm_run: ", name, " multiplies ",
                     gemm::element_name(k->a), " values by ", gemm::element_name(k->b), " x, not ", va, " by ", xb);
   const c10::cuda::CUDAGuard guard(values.device());
-  at::Tensor out = at::empty({p.N, p.M}, values.options().dtype(p.out_dtype));
-  if (p.N == 0) return THPVariable_Wrap(out.view(p.out_sizes));
-  gemm::SparseLinearArgs a{};
-  a.N = p.N, a.M = p.M, a.K = p.K;
-  a.x = p.x2d.data_ptr();
-  a.values = values.data_ptr();
-  a.meta = meta.data_ptr();
-  a.bias = bias ? bias->data_ptr() : nullptr;
-  a.out = out.data_ptr();
-  a.alpha = alpha ? alpha->data_ptr<float>() : nullptr;
-  a.stream = at::cuda::getCurrentCUDAStream();
+  at::Tensor out = at::empty({p.T, p.N}, values.options().dtype(p.out_dtype));
+  if (p.T == 0) return THPVariable_Wrap(out.view(p.y_sizes));
+  gemm::SparseLinearArgs a = gemm_args(p, values, meta, bias, alpha, out);
   a.knobs = knobs;
   gemm::Status s = nullptr;
   if ((s = k->can_implement(a))) {
@@ -288,7 +281,7 @@ PyObject* gemm_run(PyObject*, PyObject* args, PyObject* kwargs) {
     PyErr_Format(PyExc_RuntimeError, "gemm_run: %s failed: %s", name, s);
     return nullptr;
   }
-  return THPVariable_Wrap(out.view(p.out_sizes));
+  return THPVariable_Wrap(out.view(p.y_sizes));
   END_HANDLE_TH_ERRORS
 }
 

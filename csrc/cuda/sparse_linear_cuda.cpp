@@ -8,9 +8,10 @@
 
 #include <string>
 
-#include "../gemm/sparse_gemm.h"
 #include "../cpu/sparse_linear_cpu.h"
+#include "../gemm/sparse_gemm.h"
 #include "../plans.h"
+#include "gemm_args.h"
 
 namespace s_ste {
 namespace {
@@ -33,19 +34,8 @@ at::Tensor sparse_linear_cuda(const at::Tensor& x, const at::Tensor& values, con
   const auto out_options = values.options().dtype(p.out_dtype);
   if (p.T == 0) return sparse_linear_output(p, at::empty({0, p.N}, out_options));
 
-  // The GEMM's names (csrc/gemm/sparse_gemm.h): M = out_features, N = tokens.
   at::Tensor out = at::empty({p.T * p.N}, out_options);
-  gemm::SparseLinearArgs args{};
-  args.N = p.T;
-  args.M = p.N;
-  args.K = p.K;
-  args.x = p.x2d.data_ptr();
-  args.values = values.data_ptr();
-  args.meta = meta.data_ptr();
-  args.bias = bias ? bias->data_ptr() : nullptr;
-  args.out = out.data_ptr();
-  args.alpha = alpha ? alpha->data_ptr<float>() : nullptr;
-  args.stream = at::cuda::getCurrentCUDAStream();
+  gemm::SparseLinearArgs args = gemm_args(p, values, meta, bias, alpha, out);  // (GEMM N = tokens, M = out_features)
 
   std::string why;
   const cudaDeviceProp* device = at::cuda::getCurrentDeviceProperties();
