@@ -7,7 +7,7 @@ mvue_24, quantize_fp8, sparse_linear. Layers: `s_ste.nn.SparseLinear`, `sparsify
 `to_inference`; `s_ste.hf` (Hugging Face: GPT-2's Conv1D, `include="ffn"`, resume with
 `s_ste.hf.from_pretrained`). Importing the package does not initialise CUDA nor import transformers.
 """
-from . import gemm_tables, hf, reference  # (importing gemm_tables installs the GEMM tuning tables)
+from . import gemm_tables, hf, reference  # noqa: F401  (importing gemm_tables installs the GEMM tuning tables)
 from .nn import SparseLinear
 from .ops import (
     LAYOUTS,

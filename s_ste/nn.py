@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,6 +16,7 @@ from torch import nn
 from . import fast, fp8_scaling, semantic
 from .options import DEFAULTS, check_args, check_dtype, check_input
 from .weight_cache import WeightCache
+
 
 def _recomputing() -> bool:
     """Whether this forward runs inside a backward pass (activation checkpointing's recompute)."""

@@ -154,7 +154,7 @@ def test_both_cmake_lists_check_their_architectures_with_the_shared_rules():
         with open(os.path.join(ROOT, path), encoding="utf-8") as f:
             text = f.read()
         assert "cmake/arch_rules.cmake)" in text, path
-        assert f'"${{S_STE_DEFAULT_CUDA_ARCHITECTURES}}"' in text, path  # the default from build_config.py
+        assert '"${S_STE_DEFAULT_CUDA_ARCHITECTURES}"' in text, path  # the default from build_config.py
         assert text.index(f"s_ste_check_cuda_architectures({variable})") > text.index("S_STE_DEFAULT_CUDA_ARCHITECTURES")
         assert "FATAL_ERROR" not in text and "-real" not in text, f"{path} writes an arch rule or list of its own"
 
