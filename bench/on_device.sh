@@ -9,7 +9,8 @@
 #   tests     CTest's GPU checks of the kernel-image rule, the tests marked `cuda` (pytest -m cuda:
 #             the CPU tests run in CI), compute-sanitizer memcheck + racecheck on a subset of
 #             tests/test_cuda.py
-#   bench     every bench/bench_*.py, then ncu's DRAM throughput of the fused kernels
+#   bench     bench/tune_gemm.py (the GEMM tuning table of this GPU, which the benches after it use),
+#             every bench/bench_*.py, then ncu's DRAM throughput of the fused kernels
 #   pretrain  a shortened pre-training comparison (examples/pretrain_gpt.py)
 # PARTS picks them (default "tests"). Every step runs under its own time limit (the LIMIT_*
 # table below; the sum per part is the call's budget); a step cut by its limit shows rc=124 in
@@ -33,22 +34,27 @@ cd "$(dirname "$0")/.."
 # bench/README.md (tests/test_device_plan.py checks that the two agree and that the calls fit).
 : "${LIMIT_BUILD:=150}"           # bindings against the carried archive (the first call; later calls reuse it)
 : "${LIMIT_BUILD_ALL:=420}"       # no fitting archive: the CUTLASS GEMMs too (does not fit a call with tests)
-: "${LIMIT_CTEST:=40}"            # kernel-image rule on real images
-: "${LIMIT_PYTEST:=130}"          # pytest -m cuda
-: "${LIMIT_MEMCHECK:=55}"
-: "${LIMIT_RACECHECK:=35}"
-: "${LIMIT_BENCH_GEMM:=50}"
-: "${LIMIT_BENCH_LAYER:=50}"
-: "${LIMIT_BENCH_PRUNE:=50}"
+: "${LIMIT_CTEST:=30}"            # kernel-image rule on real images
+: "${LIMIT_PYTEST:=120}"          # pytest -m cuda
+: "${LIMIT_MEMCHECK:=45}"
+: "${LIMIT_RACECHECK:=25}"
+: "${LIMIT_TUNE_GEMM:=100}"       # bench/tune_gemm.py with TUNE_BUDGET_S of GEMM sweeping, plus its set-up
+: "${TUNE_BUDGET_S:=80}"
+: "${LIMIT_BENCH_GEMM:=110}"      # with BENCH_ARGS_BENCH_GEMM's shorter cuSPARSELt sweeps (bench/README.md)
+: "${LIMIT_BENCH_LAYER:=70}"
+: "${LIMIT_BENCH_PRUNE:=40}"
 : "${LIMIT_BENCH_OTHER:=50}"      # a bench/bench_*.py without a limit of its own
-: "${LIMIT_NCU:=30}"
-: "${LIMIT_NCU_SUMMARY:=15}"
-: "${LIMIT_PRETRAIN:=130}"
+: "${LIMIT_NCU:=20}"
+: "${LIMIT_NCU_SUMMARY:=10}"
+: "${LIMIT_PRETRAIN:=70}"         # PRETRAIN_STEPS steps of each recipe
+: "${PRETRAIN_STEPS:=100}"
+# Arguments of a bench (BENCH_ARGS_<NAME>, as the limits): what makes it fit its limit.
+: "${BENCH_ARGS_BENCH_GEMM:=--sweep-budget-s 1.5}"
 # The device tool's timeout_s per call (PARTS value): its steps' limits, the build in the first,
 # plus the un-timed work around them (wheel install, import check, packing the results).
-: "${CALL_TIMEOUT_TESTS:=420}"
-: "${CALL_TIMEOUT_BENCH:=240}"
-: "${CALL_TIMEOUT_PRETRAIN:=160}"
+: "${CALL_TIMEOUT_TESTS:=380}"
+: "${CALL_TIMEOUT_BENCH:=360}"
+: "${CALL_TIMEOUT_PRETRAIN:=80}"
 : "${MACHINE_START:=80}"          # seconds a cold machine takes to start (counted against the lease)
 LEASE=900                         # device seconds per session (/work/.library/device/README.md)
 
@@ -58,8 +64,14 @@ bench_limit() {  # bench/bench_gemm.py -> $LIMIT_BENCH_GEMM
   echo "${!var:-$LIMIT_BENCH_OTHER}"
 }
 
+bench_args() {  # bench/bench_gemm.py -> $BENCH_ARGS_BENCH_GEMM (empty for a bench without any)
+  local var
+  var=BENCH_ARGS_$(basename "$1" .py | tr '[:lower:]' '[:upper:]')
+  echo "${!var:-}"
+}
+
 if [ "${1:-}" = "--plan" ]; then
-  benches=""; bench_sum=0
+  benches="tune_gemm $LIMIT_TUNE_GEMM, "; bench_sum=$LIMIT_TUNE_GEMM
   for b in bench/bench_*.py; do
     benches+="$(basename "$b" .py) $(bench_limit "$b"), "
     bench_sum=$((bench_sum + $(bench_limit "$b")))
@@ -235,8 +247,12 @@ fi
 if has bench; then
   dry=""
   if [ "$rehearsal" = 1 ]; then dry="--dry-run"; fi
+  # First the GEMM tuning table of this GPU (s_ste/gemm_tables/<device>.txt, copied into
+  # bench/results/gemm_tables/): every bench after it runs the kernels the table picks.
+  run_step "tune_gemm.py $dry" "$LIMIT_TUNE_GEMM" "$out/bench.log" $PY bench/tune_gemm.py --budget-s "$TUNE_BUDGET_S" $dry
   for bench in bench/bench_*.py; do
-    run_step "$(basename "$bench") $dry" "$(bench_limit "$bench")" "$out/bench.log" $PY "$bench" $dry
+    # shellcheck disable=SC2046  # (the arguments split on purpose)
+    run_step "$(basename "$bench") $dry" "$(bench_limit "$bench")" "$out/bench.log" $PY "$bench" $(bench_args "$bench") $dry
   done
   # DRAM throughput of each fused kernel as ncu sees it, appended to bench/results/prune.md.
   if [ "$rehearsal" != 1 ] && command -v ncu >/dev/null; then
@@ -249,14 +265,14 @@ fi
 
 # ---- pretrain ------------------------------------------------------------------------------
 if has pretrain; then
-  # Shortened to fit its call: all five recipes, PRETRAIN_STEPS steps each (default 200 of the
-  # example's 600; evaluation every 50), into bench/results/pretrain.*. A rehearsal: --tiny.
+  # Shortened to fit its call: all five recipes, PRETRAIN_STEPS steps each (default 100 of the
+  # example's 600; evaluation every 25), into bench/results/pretrain.*. A rehearsal: --tiny.
   if [ "$rehearsal" = 1 ]; then
     run_step "pretrain_gpt.py --tiny" "$LIMIT_PRETRAIN" "$out/pretrain.log" $PY examples/pretrain_gpt.py --tiny \
       --steps 12 --eval-every 6 --results-dir "$out/pretrain"
   else
     run_step "pretrain_gpt.py" "$LIMIT_PRETRAIN" "$out/pretrain.log" $PY examples/pretrain_gpt.py \
-      --steps "${PRETRAIN_STEPS:-200}" --eval-every 50
+      --steps "$PRETRAIN_STEPS" --eval-every 25
   fi
 fi
 mkdir -p bench/results
